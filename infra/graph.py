@@ -152,14 +152,6 @@ class PipelineGraph:
         )
 
 
-class _KedroNode(Protocol):
-    name: str
-    namespace: str | None
-    tags: set[str]
-    inputs: list[str]
-    outputs: list[str]
-
-
 class KedroPipelineLike(Protocol):
     """The part of ``kedro.pipeline.Pipeline`` the compiler needs."""
 
@@ -223,10 +215,7 @@ class TaskGraph:
 
     def durations(self, node_seconds: Mapping[str, float] | None) -> dict[str, float]:
         """Expected seconds per task: its nodes run one after another."""
-        return {
-            t.name: sum((node_seconds or {}).get(n, 1.0) for n in t.nodes)
-            for t in self.tasks
-        }
+        return {t.name: sum((node_seconds or {}).get(n, 1.0) for n in t.nodes) for t in self.tasks}
 
 
 def topological_order(names: Iterable[str], parents: Mapping[str, Collection[str]]) -> list[str]:

@@ -1,0 +1,193 @@
+"""Benchmark of the Step Functions layout: how much slower than the DAG allows.
+
+Run from the repository root: ``python benchmarks/compiler.py [--quick]``.
+
+For every seeded corpus it prints, for ``structure`` and for ``by_levels``,
+the increase of the layout's makespan over the DAG's critical path (the best
+any schedule can do) and ``structure``'s compile time. The corpus generators
+are plain functions so that other benchmarks can import them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse  # noqa: E402
+import math  # noqa: E402
+import random  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+from infra.layout import by_levels, check, critical_path, makespan, structure  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Dag:
+    """One benchmark input: tasks in a topological order, edges, durations."""
+
+    tasks: list[str]
+    parents: dict[str, list[str]]
+    durations: dict[str, float]
+
+
+def layered_dag(n: int, max_layer: int, rng: random.Random) -> Dag:
+    """A Kedro-like pipeline: layers of 1..``max_layer`` nodes, each node after
+    the first layer reading 1-2 outputs of the previous three layers, with
+    lognormal(0, 1) run times (most nodes quick, a few slow)."""
+    layers: list[list[str]] = []
+    tasks: list[str] = []
+    while len(tasks) < n:
+        size = min(rng.randint(1, max_layer), n - len(tasks))
+        layer = [f"n{len(tasks) + i:05d}" for i in range(size)]
+        layers.append(layer)
+        tasks.extend(layer)
+    parents: dict[str, list[str]] = {}
+    for i, layer in enumerate(layers):
+        pool = [t for lay in layers[max(0, i - 3) : i] for t in lay]
+        for t in layer:
+            parents[t] = sorted(rng.sample(pool, min(len(pool), rng.randint(1, 2)))) if pool else []
+    durations = {t: rng.lognormvariate(0.0, 1.0) for t in tasks}
+    return Dag(tasks, parents, durations)
+
+
+def random_sp_dag(n: int, rng: random.Random, transitive: float = 0.0) -> Dag:
+    """A random series-parallel DAG of ``n`` tasks, built by random series and
+    parallel composition, plus roughly ``transitive * n`` redundant edges (an
+    exact layout must see through them), with lognormal(0, 1) run times."""
+    counter = iter(range(n))
+    # A part is (tasks, sources, sinks); compose with an explicit stack so that
+    # large ``n`` cannot exhaust Python's recursion limit.
+    parents: dict[str, set[str]] = {}
+
+    def build(size: int) -> tuple[list[str], list[str], list[str]]:
+        work: list[tuple[int, str | None, int]] = [(size, None, 0)]
+        done: list[tuple[list[str], list[str], list[str]]] = []
+        while work:
+            size, kind, arity = work.pop()
+            if kind is None:
+                if size == 1:
+                    t = f"s{next(counter):05d}"
+                    parents[t] = set()
+                    done.append(([t], [t], [t]))
+                    continue
+                arity = rng.randint(2, min(4, size))
+                cuts = sorted(rng.sample(range(1, size), arity - 1))
+                sizes = [b - a for a, b in zip([0, *cuts], [*cuts, size], strict=True)]
+                work.append((size, rng.choice(("series", "parallel")), arity))
+                work.extend((s, None, 0) for s in reversed(sizes))
+                continue
+            parts = [done.pop() for _ in range(arity)][::-1]
+            if kind == "parallel":
+                done.append(
+                    (
+                        [t for p in parts for t in p[0]],
+                        [t for p in parts for t in p[1]],
+                        [t for p in parts for t in p[2]],
+                    )
+                )
+            else:
+                for before, after in zip(parts, parts[1:], strict=False):
+                    for child in after[1]:
+                        parents[child].update(before[2])
+                done.append(([t for p in parts for t in p[0]], parts[0][1], parts[-1][2]))
+        return done[0]
+
+    tasks, _, _ = build(n)
+    if transitive and n > 2:
+        ancestors: dict[str, set[str]] = {}
+        for t in tasks:  # built in a topological order
+            ancestors[t] = set(parents[t]).union(*(ancestors[p] for p in parents[t]))
+        for _ in range(int(transitive * n)):
+            child = rng.choice(tasks)
+            extra = sorted(ancestors[child] - parents[child])
+            if extra:
+                parents[child].add(rng.choice(extra))
+    durations = {t: rng.lognormvariate(0.0, 1.0) for t in tasks}
+    return Dag(tasks, {t: sorted(ps) for t, ps in parents.items()}, durations)
+
+
+@dataclass(frozen=True)
+class Corpus:
+    name: str
+    graphs: Callable[[], Iterator[Dag]]
+
+
+def corpora(quick: bool) -> list[Corpus]:
+    def layered(n: int, max_layer: int, count: int, seed: int) -> Callable[[], Iterator[Dag]]:
+        def gen() -> Iterator[Dag]:
+            rng = random.Random(seed)
+            for _ in range(count):
+                yield layered_dag(n, max_layer, rng)
+
+        return gen
+
+    def sp(n: int, count: int, seed: int) -> Callable[[], Iterator[Dag]]:
+        def gen() -> Iterator[Dag]:
+            rng = random.Random(seed)
+            for _ in range(count):
+                yield random_sp_dag(n, rng, transitive=0.3)
+
+        return gen
+
+    scale = 5 if quick else 1
+    return [
+        Corpus("layered n=40 (layers 1-6)", layered(40, 6, 100 // scale, 40)),
+        Corpus("layered n=200 (layers 1-12)", layered(200, 12, 100 // scale, 200)),
+        Corpus("layered n=2000 (layers 1-12)", layered(2000, 12, 5 if not quick else 2, 2000)),
+        Corpus("random SP n=60 (+transitive)", sp(60, 100 // scale, 60)),
+        Corpus("random SP n=1000 (+transitive)", sp(1000, 10 // (2 if quick else 1), 1000)),
+    ]
+
+
+def _pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile: a value some graph actually had."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def run(quick: bool) -> None:
+    header = (
+        f"{'corpus':32} {'layout':10} {'graphs':>6} {'median %':>9} {'p90 %':>8} "
+        f"{'worst %':>8} {'ms med':>8} {'ms max':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for corpus in corpora(quick):
+        over: dict[str, list[float]] = {"structure": [], "by_levels": []}
+        ms: list[float] = []
+        for dag in corpus.graphs():
+            cp = critical_path(dag.tasks, dag.parents, dag.durations)
+            start = time.perf_counter()
+            layout = structure(dag.tasks, dag.parents, dag.durations)
+            ms.append(1000 * (time.perf_counter() - start))
+            check(layout, dag.tasks, dag.parents)
+            over["structure"].append(100 * (makespan(layout, dag.durations) / cp - 1))
+            levels = by_levels(dag.tasks, dag.parents)
+            over["by_levels"].append(100 * (makespan(levels, dag.durations) / cp - 1))
+        for name, values in over.items():
+            times = (
+                f"{statistics.median(ms):8.1f} {max(ms):8.1f}"
+                if name == "structure"
+                else f"{'':8} {'':8}"
+            )
+            print(
+                f"{corpus.name:32} {name:10} {len(values):6d} {statistics.median(values):9.2f} "
+                f"{_pct(values, 0.9):8.2f} {max(values):8.2f} {times}"
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer graphs per corpus")
+    args = parser.parse_args(argv)
+    run(args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Modular pipelines: ingest -> features -> train -> report."""

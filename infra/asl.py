@@ -1,0 +1,540 @@
+"""Compile a Kedro pipeline into an Amazon States Language definition.
+
+Two orchestration modes (contract 3 of DESIGN.md):
+
+``structured``
+    One ``batch:submitJob.sync`` Task per task, fan-out/fan-in through nested
+    ``Parallel`` states laid out by :func:`infra.layout.structure`. Every node
+    is a state in the console, and a redrive re-runs only what failed.
+``exact``
+    The DAG is handed to Batch: jobs are submitted (plain ``submitJob``) in
+    topological order with ``DependsOn`` set to their parents' job IDs, and
+    the execution waits (``.sync``) on a final barrier job that depends on
+    every sink. Precedence is exactly ``node_dependencies``; the console
+    shows submissions, not node runs.
+
+Both emit the task command of contract 4, pass the run id and the
+execution's runtime parameters through ``ContainerOverrides.Environment``,
+keep state payloads small (Batch results are dropped or trimmed), retry
+SubmitJob throttling with full jitter, and fail the execution with a cause
+that names the Kedro node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from infra.errors import UserError
+from infra.graph import (
+    KedroPipelineLike,
+    PipelineGraph,
+    Task,
+    TaskGraph,
+    graph_from_pipeline,
+    group_tasks,
+    one_task_per_node,
+    topological_order,
+)
+from infra.layout import Layout, Leaf, Parallel, Series, structure
+
+Mode = Literal["structured", "exact"]
+MODES: tuple[Mode, ...] = ("structured", "exact")
+
+SUBMIT_JOB_SYNC = "arn:aws:states:::batch:submitJob.sync"
+SUBMIT_JOB = "arn:aws:states:::batch:submitJob"
+TASK_COMMAND = ("kedro-batch-task",)
+BARRIER_COMMAND = ("kedro-batch-task", "--barrier")
+
+# Environment the container reads (runtime/ and the local runner rely on these).
+ENV_RUN_ID = "KEDRO_BATCH_RUN_ID"
+ENV_RUN_STARTED = "KEDRO_BATCH_RUN_STARTED"
+ENV_PARAMS = "KEDRO_BATCH_PARAMS"
+ENV_PIPELINE = "KEDRO_BATCH_PIPELINE"
+
+# Step Functions and Batch limits (DESIGN.md, "Facts to design around").
+MAX_DEFINITION_BYTES = 1_048_576
+MAX_HISTORY_EVENTS = 25_000
+MAX_PAYLOAD_BYTES = 262_144
+MAX_STATE_NAME = 80
+MAX_JOB_NAME = 128
+MAX_DEPENDS_ON = 20
+
+# History events per state kind on the success path (Standard workflows).
+EVENTS_SYNC_TASK = 6  # Entered, Scheduled, Started, Submitted, Succeeded, Exited
+EVENTS_TASK = 5
+EVENTS_PARALLEL = 4  # Entered, Started, Succeeded, Exited
+EVENTS_PASS = 2
+EVENTS_EXECUTION = 2
+
+# SubmitJob is throttled at 50/s per account; wide fan-outs hit it.
+THROTTLE_RETRY: dict[str, Any] = {
+    "ErrorEquals": ["Batch.AWSBatchException", "Batch.TooManyRequestsException"],
+    "IntervalSeconds": 2,
+    "MaxAttempts": 8,
+    "BackoffRate": 2.0,
+    "MaxDelaySeconds": 60,
+    "JitterStrategy": "FULL",
+}
+
+FAILED_NODE_ERROR = "KedroNodeFailed"
+FAILED_PIPELINE_ERROR = "KedroPipelineFailed"
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """Per-task SubmitJob settings beyond the pipeline-wide queue and definition."""
+
+    job_queue: str | None = None
+    job_definition: str | None = None
+    resource_requirements: Mapping[str, str] = field(default_factory=dict)  # Type -> Value
+    timeout: int | None = None
+    attempts: int | None = None
+
+
+JobSpecs = Mapping[str, JobSpec] | Callable[[Task], JobSpec]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a definition costs against the Step Functions quotas."""
+
+    definition_bytes: int
+    history_events: int
+    payload_bytes: int
+    states: int
+
+
+class Namer:
+    """Allocates names that are valid, short enough and unique.
+
+    Kedro names may contain characters neither Batch nor Step Functions
+    accept, may be longer than allowed, and two may coincide once cleaned
+    (``prep.clean`` and ``prep_clean``). A clash or a cut gets a short hash of
+    the original name, so the result stays stable across recompiles.
+    """
+
+    def __init__(self, limit: int, invalid: str, first_alnum: bool = False) -> None:
+        self._limit = limit
+        self._invalid = re.compile(invalid)
+        self._first_alnum = first_alnum
+        self._taken: set[str] = set()
+
+    def claim(self, wanted: str) -> str:
+        clean = self._invalid.sub("_", wanted) or "x"
+        if self._first_alnum and not clean[0].isalnum():
+            clean = "n" + clean
+        digest = hashlib.sha1(wanted.encode()).hexdigest()
+        candidate = (
+            clean if len(clean) <= self._limit else f"{clean[: self._limit - 9]}-{digest[:8]}"
+        )
+        n = 1
+        while candidate in self._taken:
+            n += 1
+            suffix = f"-{digest[:6]}{n}"
+            candidate = clean[: self._limit - len(suffix)] + suffix
+        self._taken.add(candidate)
+        return candidate
+
+
+def state_namer() -> Namer:
+    # Step Functions tolerates most characters in state names, but names that
+    # also work in CloudWatch metrics and X-Ray avoid these.
+    return Namer(MAX_STATE_NAME, r"[\s<>{}\[\]?*\"#%\\^|~`$&,;:/]")
+
+
+def job_namer() -> Namer:
+    return Namer(MAX_JOB_NAME, r"[^A-Za-z0-9_-]", first_alnum=True)
+
+
+def task_graph(
+    pipeline: KedroPipelineLike | PipelineGraph,
+    groups: Sequence[Sequence[str]] | None = None,
+) -> TaskGraph:
+    graph = pipeline if isinstance(pipeline, PipelineGraph) else graph_from_pipeline(pipeline)
+    if not graph.nodes:
+        raise UserError(f"pipeline {graph.name!r} has no nodes; there is nothing to deploy")
+    return group_tasks(graph, groups) if groups else one_task_per_node(graph)
+
+
+def build_definition(
+    pipeline: KedroPipelineLike | PipelineGraph,
+    *,
+    job_queue: str,
+    job_definition: str,
+    mode: str = "structured",
+    durations: Mapping[str, float] | None = None,
+    groups: Sequence[Sequence[str]] | None = None,
+    jobs: JobSpecs | None = None,
+    pipeline_name: str | None = None,
+    layout_budget_seconds: float = 1.0,
+) -> dict[str, Any]:
+    """The ASL definition that runs ``pipeline`` on Batch.
+
+    ``durations`` maps node names to expected seconds and steers the
+    structured layout; ``groups`` fuses nodes into one task each; ``jobs``
+    gives per-task queue, definition, resources, timeout and attempts.
+    """
+    if mode not in MODES:
+        raise UserError(
+            f"unknown orchestration mode {mode!r}; set kedro-batch:orchestration to "
+            "structured or exact"
+        )
+    tasks = task_graph(pipeline, groups)
+    name = pipeline_name or (pipeline.name if isinstance(pipeline, PipelineGraph) else None)
+    spec = _spec_lookup(jobs)
+    emitter = _Emitter(job_queue, job_definition, spec, name)
+    if mode == "structured":
+        layout = structure(
+            tasks.names,
+            tasks.parents,
+            tasks.durations(durations),
+            budget_seconds=layout_budget_seconds,
+        )
+        return emitter.structured(tasks, layout)
+    return emitter.exact(tasks)
+
+
+def _spec_lookup(jobs: JobSpecs | None) -> Callable[[Task], JobSpec]:
+    if jobs is None:
+        return lambda _task: JobSpec()
+    if callable(jobs):
+        return jobs
+    return lambda task: jobs.get(task.name, JobSpec())
+
+
+class _Emitter:
+    """Builds the states; one instance per definition (it owns the namers)."""
+
+    def __init__(
+        self,
+        job_queue: str,
+        job_definition: str,
+        spec: Callable[[Task], JobSpec],
+        pipeline: str | None,
+    ) -> None:
+        self.job_queue = job_queue
+        self.job_definition = job_definition
+        self.spec = spec
+        self.pipeline = pipeline
+        self.states = state_namer()
+        self.job_names = job_namer()
+        self.parallels = 0
+
+    # -- shared pieces -----------------------------------------------------
+
+    def _start(self, first: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """States that normalise the execution input into ``{"params", ...}``.
+
+        Runtime parameters arrive as ``{"params": {...}}``; an empty input is
+        fine. Everything else in the input is dropped so that every state's
+        payload stays a few hundred bytes whatever the pipeline size.
+        """
+        check, default, start = (
+            self.states.claim(n) for n in ("ReadInput", "NoParams", "StartRun")
+        )
+        return {
+            "StartAt": check,
+            "States": {
+                check: {
+                    "Type": "Choice",
+                    "Comment": 'Runtime parameters arrive as {"params": {...}}.',
+                    "Choices": [{"Variable": "$.params", "IsPresent": True, "Next": start}],
+                    "Default": default,
+                },
+                default: {
+                    "Type": "Pass",
+                    "Result": {},
+                    "ResultPath": "$.params",
+                    "Next": start,
+                },
+                start: {
+                    "Type": "Pass",
+                    "Parameters": {
+                        "params.$": "States.JsonToString($.params)",
+                        **(extra or {}),
+                    },
+                    "Next": first,
+                },
+            },
+        }
+
+    def _submit(self, task: Task, resource: str, command: Sequence[str]) -> dict[str, Any]:
+        spec = self.spec(task)
+        environment: list[dict[str, str]] = [
+            {"Name": ENV_RUN_ID, "Value.$": "$$.Execution.Name"},
+            {"Name": ENV_RUN_STARTED, "Value.$": "$$.Execution.StartTime"},
+            {"Name": ENV_PARAMS, "Value.$": "$.params"},
+        ]
+        if self.pipeline:
+            environment.append({"Name": ENV_PIPELINE, "Value": self.pipeline})
+        overrides: dict[str, Any] = {"Command": list(command), "Environment": environment}
+        if spec.resource_requirements:
+            overrides["ResourceRequirements"] = [
+                {"Type": k, "Value": v} for k, v in sorted(spec.resource_requirements.items())
+            ]
+        params: dict[str, Any] = {
+            "JobName": self.job_names.claim(task.name),
+            "JobQueue": spec.job_queue or self.job_queue,
+            "JobDefinition": spec.job_definition or self.job_definition,
+            "ContainerOverrides": overrides,
+        }
+        if spec.timeout:
+            params["Timeout"] = {"AttemptDurationSeconds": spec.timeout}
+        if spec.attempts:
+            params["RetryStrategy"] = {"Attempts": spec.attempts}
+        return {
+            "Type": "Task",
+            "Resource": resource,
+            "Parameters": params,
+            "Retry": [dict(THROTTLE_RETRY)],
+        }
+
+    def _node_command(self, task: Task) -> list[str]:
+        # Contract 4: "--nodes" then one element, the comma-separated names.
+        return [*TASK_COMMAND, "--nodes", ",".join(task.nodes)]
+
+    # -- structured --------------------------------------------------------
+
+    def structured(self, tasks: TaskGraph, layout: Layout) -> dict[str, Any]:
+        by_name = {t.name: t for t in tasks.tasks}
+        body_start, body = self._sequence(layout, by_name, "__end__")
+        machine = self._start(body_start)
+        machine["Comment"] = _comment(self.pipeline, "structured", len(tasks.tasks))
+        machine["States"].update(body)
+        return machine
+
+    def _sequence(
+        self, layout: Layout, tasks: Mapping[str, Task], next_state: str
+    ) -> tuple[str, dict[str, Any]]:
+        """States for ``layout`` followed by ``next_state`` (``__end__``: End).
+
+        Built back to front so each state knows its successor.
+        """
+        parts = layout.parts if isinstance(layout, Series) else (layout,)
+        states: dict[str, Any] = {}
+        names = [self._reserve(p, tasks) for p in parts]
+        follow = next_state
+        for part, name in zip(reversed(parts), reversed(names), strict=True):
+            state, extra = self._state(part, name, tasks)
+            _link(state, follow)
+            states[name] = state
+            states.update(extra)
+            follow = name
+        # Keep the definition readable: states in execution order.
+        ordered = {n: states[n] for n in names}
+        ordered.update((k, v) for k, v in states.items() if k not in ordered)
+        return names[0], ordered
+
+    def _reserve(self, part: Layout, tasks: Mapping[str, Task]) -> str:
+        if isinstance(part, Leaf):
+            return self.states.claim(part.task)
+        self.parallels += 1
+        return self.states.claim(f"Parallel-{self.parallels}")
+
+    def _state(
+        self, part: Layout, name: str, tasks: Mapping[str, Task]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        if isinstance(part, Leaf):
+            return self._sync_task(tasks[part.task], name)
+        assert isinstance(part, Parallel)
+        branches = []
+        for branch in part.branches:
+            start, states = self._sequence(branch, tasks, "__end__")
+            branches.append({"StartAt": start, "States": states})
+        state = {
+            "Type": "Parallel",
+            "Comment": f"{len(part.branches)} branches, joined when all have finished",
+            "Branches": branches,
+            # Branch outputs are not needed downstream: keep the input as is.
+            "ResultPath": None,
+        }
+        return state, {}
+
+    def _sync_task(self, task: Task, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        state = self._submit(task, SUBMIT_JOB_SYNC, self._node_command(task))
+        # A Batch job description is several KB; nothing downstream needs it.
+        state["ResultPath"] = None
+        failed = self.states.claim(f"{name}-failed")
+        state["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": failed}]
+        fail = {
+            "Type": "Fail",
+            "Error": FAILED_NODE_ERROR,
+            "CausePath": (
+                "States.Format('Kedro node(s) {} failed. {}', "
+                f"'{_intrinsic_literal(', '.join(task.nodes))}', $.error.Cause)"
+            ),
+        }
+        return state, {failed: fail}
+
+    # -- exact -------------------------------------------------------------
+
+    def exact(self, tasks: TaskGraph) -> dict[str, Any]:
+        order = topological_order(tasks.names, tasks.parents)
+        by_name = {t.name: t for t in tasks.tasks}
+        keys = {name: f"t{i}" for i, name in enumerate(order)}
+        submits: list[tuple[str, dict[str, Any]]] = []
+        barrier_count = 0
+
+        def barrier(deps: list[str], label: str, resource: str = SUBMIT_JOB) -> list[str]:
+            """Job keys standing for ``deps``, at most MAX_DEPENDS_ON of them."""
+            nonlocal barrier_count
+            while len(deps) > MAX_DEPENDS_ON:
+                merged: list[str] = []
+                for chunk in _chunks(deps, MAX_DEPENDS_ON):
+                    barrier_count += 1
+                    key = f"b{barrier_count}"
+                    task = Task(name=f"barrier-{barrier_count}-{label}", nodes=())
+                    submits.append(self._exact_submit(task, key, chunk, BARRIER_COMMAND, resource))
+                    merged.append(key)
+                deps = merged
+            return deps
+
+        for name in order:
+            task = by_name[name]
+            deps = barrier([keys[p] for p in sorted(tasks.parents[name], key=order.index)], name)
+            submits.append(
+                self._exact_submit(task, keys[name], deps, self._node_command(task), SUBMIT_JOB)
+            )
+        children = tasks.children()
+        sinks = [keys[n] for n in order if not children[n]]
+        final_deps = barrier(sinks, "pipeline")
+        final_task = Task(name="WaitForPipeline", nodes=())
+        final_name, final = self._exact_submit(
+            final_task, "done", final_deps, BARRIER_COMMAND, SUBMIT_JOB_SYNC
+        )
+        final["ResultPath"] = None
+        failed = self.states.claim("PipelineFailed")
+        final["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": failed}]
+        submits.append((final_name, final))
+        names = [n for n, _ in submits]
+        for (_, state), follow in zip(submits, [*names[1:], "__end__"], strict=True):
+            _link(state, follow)
+        machine = self._start(names[0], {"jobs": {}})
+        machine["Comment"] = _comment(self.pipeline, "exact", len(tasks.tasks))
+        machine["States"].update(dict(submits))
+        machine["States"][failed] = {
+            "Type": "Fail",
+            "Error": FAILED_PIPELINE_ERROR,
+            "CausePath": (
+                "States.Format('A Kedro node failed, so Batch cancelled the jobs that depend "
+                "on it; `python -m infra status` names it. {}', $.error.Cause)"
+            ),
+        }
+        return machine
+
+    def _exact_submit(
+        self,
+        task: Task,
+        key: str,
+        deps: Sequence[str],
+        command: Sequence[str],
+        resource: str,
+    ) -> tuple[str, dict[str, Any]]:
+        name = self.states.claim(f"submit-{task.name}" if task.nodes else task.name)
+        state = self._submit(task, resource, command)
+        if deps:
+            state["Parameters"]["DependsOn"] = [{"JobId.$": f"$.jobs.{d}.JobId"} for d in deps]
+        if resource == SUBMIT_JOB:
+            # Only the job ID is kept: DependsOn of later jobs needs it.
+            state["ResultSelector"] = {"JobId.$": "$.JobId"}
+            state["ResultPath"] = f"$.jobs.{key}"
+        return name, state
+
+
+def _link(state: dict[str, Any], follow: str) -> None:
+    if follow == "__end__":
+        state["End"] = True
+    else:
+        state["Next"] = follow
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
+    for i in range(0, len(items), size):
+        yield list(items[i : i + size])
+
+
+def _intrinsic_literal(text: str) -> str:
+    """Escape a string for a single-quoted intrinsic-function literal."""
+    return re.sub(r"([\\'{}])", r"\\\1", text)
+
+
+def _comment(pipeline: str | None, mode: str, tasks: int) -> str:
+    what = f"Kedro pipeline {pipeline!r}" if pipeline else "Kedro pipeline"
+    return f"{what}: {tasks} Batch tasks, {mode} orchestration. Generated by kedro-batch."
+
+
+# --- limits -----------------------------------------------------------------
+
+
+def iter_states(definition: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every state of a definition, Parallel branches included."""
+    stack = [definition]
+    while stack:
+        machine = stack.pop()
+        for name, state in machine["States"].items():
+            yield name, state
+            stack.extend(state.get("Branches", ()))
+
+
+def serialise(definition: Mapping[str, Any]) -> str:
+    """The definition as deployed: compact JSON (it counts against 1 MB)."""
+    return json.dumps(definition, separators=(",", ":"))
+
+
+def limits(definition: Mapping[str, Any]) -> Limits:
+    """Estimate quota use of one success-path execution."""
+    events = EVENTS_EXECUTION
+    states = 0
+    payload = 0
+    for _name, state in iter_states(definition):
+        states += 1
+        kind = state["Type"]
+        if kind == "Task":
+            sync = state["Resource"].endswith(".sync")
+            events += EVENTS_SYNC_TASK if sync else EVENTS_TASK
+            if "ResultSelector" in state:
+                # {"tN":{"JobId":"<uuid>"}} accumulates in the state payload.
+                payload += len(state["ResultPath"]) + 36 + 16
+        elif kind == "Parallel":
+            events += EVENTS_PARALLEL
+        elif kind in ("Pass", "Choice"):
+            events += EVENTS_PASS
+    # The Choice and "No params" Pass are alternatives: only one runs.
+    events -= EVENTS_PASS
+    return Limits(
+        definition_bytes=len(serialise(definition).encode()),
+        history_events=events,
+        payload_bytes=payload + 1024,
+        states=states,
+    )
+
+
+def check_limits(definition: Mapping[str, Any], pipeline: str) -> Limits:
+    """Raise ``UserError`` naming the limit when a definition cannot deploy."""
+    usage = limits(definition)
+    remedy = (
+        "fuse nodes into fewer tasks (kedro-batch:intermediates group) or deploy smaller "
+        "registered pipelines (kedro-batch:pipelines)"
+    )
+    if usage.definition_bytes > MAX_DEFINITION_BYTES:
+        raise UserError(
+            f"pipeline {pipeline!r}: the state machine definition is {usage.definition_bytes:,} "
+            f"bytes, over Step Functions' {MAX_DEFINITION_BYTES:,}-byte limit; {remedy}"
+        )
+    if usage.history_events > MAX_HISTORY_EVENTS:
+        raise UserError(
+            f"pipeline {pipeline!r}: one execution needs about {usage.history_events:,} history "
+            f"events, over Step Functions' limit of {MAX_HISTORY_EVENTS:,}; {remedy}"
+        )
+    if usage.payload_bytes > MAX_PAYLOAD_BYTES:
+        raise UserError(
+            f"pipeline {pipeline!r}: exact mode would carry {usage.payload_bytes:,} bytes of job "
+            f"IDs between states, over the {MAX_PAYLOAD_BYTES:,}-byte limit; use "
+            "kedro-batch:orchestration structured, or " + remedy
+        )
+    return usage

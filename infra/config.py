@@ -1,0 +1,296 @@
+"""Typed, validated stack config: the only reader of ``pulumi.Config``.
+
+Every key lives in the ``kedro-batch:`` namespace. ``parse`` is a pure
+function over raw values (strings as Pulumi stores them, or already-typed
+values), so the same validation runs under ``pulumi up``, the offline
+``synth`` and the tests. A wrong or unknown key is a ``UserError`` naming
+the key and what it accepts, raised before any resource is registered.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from infra.errors import UserError
+
+NAMESPACE = "kedro-batch"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+Orchestration = Literal["structured", "exact"]
+Intermediates = Literal["persist", "group", "error"]
+ComputeType = Literal["FARGATE_SPOT", "FARGATE", "SPOT", "EC2"]
+LogLevel = Literal["ALL", "ERROR", "FATAL", "OFF"]
+
+# CloudWatch Logs accepts only these retention periods.
+LOG_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
+    2192, 2557, 2922, 3288, 3653,
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """Resources for the Batch jobs of the nodes that select this profile.
+
+    ``None`` means "inherit from the default profile".
+    """
+
+    vcpu: float | None = None
+    memory: int | None = None  # MiB
+    gpu: int | None = None
+    timeout: int | None = None  # seconds per attempt
+    retries: int | None = None  # attempts after the first, for infrastructure failures
+
+
+@dataclass(frozen=True)
+class Settings:
+    project_dir: Path
+    pipelines: tuple[str, ...] = ("__default__",)
+    orchestration: Orchestration = "structured"
+    intermediates: Intermediates = "persist"
+    kedro_env: str | None = None
+    durations: Mapping[str, float] = field(default_factory=dict)
+    # compute
+    compute_type: ComputeType = "FARGATE_SPOT"
+    on_demand_fallback: bool = False
+    max_vcpus: int = 16
+    instance_types: tuple[str, ...] = ("optimal",)
+    subnet_ids: tuple[str, ...] = ()
+    security_group_ids: tuple[str, ...] = ()
+    assign_public_ip: bool | None = None
+    profiles: Mapping[str, Profile] = field(default_factory=dict)
+    tag_profiles: Mapping[str, str] = field(default_factory=dict)
+    node_profiles: Mapping[str, str] = field(default_factory=dict)
+    # image
+    build_on_preview: bool = False
+    keep_images: int = 20
+    # data
+    force_destroy: bool = False
+    kms_key_arn: str | None = None
+    run_data_expiration_days: int = 30
+    # observability
+    log_retention_days: int = 30
+    sfn_log_level: LogLevel = "ERROR"
+    sfn_include_execution_data: bool = False
+    tracing: bool = False
+
+
+# --- value parsers: raw -> typed, or ValueError with what is accepted ------
+
+
+def _decoded(raw: Any) -> Any:
+    """Pulumi stores lists and objects as JSON strings; accept both forms."""
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return raw
+    return raw
+
+
+def _string(raw: Any) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValueError("expected a non-empty string")
+    return raw.strip()
+
+
+def _choice(*options: str) -> Callable[[Any], str]:
+    def parse(raw: Any) -> str:
+        if raw not in options:
+            raise ValueError(f"got {raw!r}; expected one of: {', '.join(options)}")
+        return cast(str, raw)
+
+    return parse
+
+
+def _bool(raw: Any) -> bool:
+    value = _decoded(raw)
+    if not isinstance(value, bool):
+        raise ValueError(f"got {raw!r}; expected true or false")
+    return value
+
+
+def _int_between(low: int, high: int) -> Callable[[Any], int]:
+    def parse(raw: Any) -> int:
+        value = _decoded(raw)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"got {raw!r}; expected a whole number from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _string_list(raw: Any) -> tuple[str, ...]:
+    value = _decoded(raw)
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f'got {raw!r}; expected a list of strings, e.g. ["a", "b"]')
+    return tuple(value)
+
+
+def _non_empty_list(raw: Any) -> tuple[str, ...]:
+    value = _string_list(raw)
+    if not value:
+        raise ValueError("expected at least one pipeline name")
+    return value
+
+
+def _retention(raw: Any) -> int:
+    value = _decoded(raw)
+    if value not in LOG_RETENTION_DAYS:
+        raise ValueError(
+            f"got {raw!r}; CloudWatch accepts {', '.join(map(str, LOG_RETENTION_DAYS))}"
+        )
+    return cast(int, value)
+
+
+def _durations(raw: Any) -> dict[str, float]:
+    value = _decoded(raw)
+    if not isinstance(value, dict):
+        raise ValueError(f"got {raw!r}; expected an object of node name or tag -> seconds")
+    result: dict[str, float] = {}
+    for key, seconds in value.items():
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            raise ValueError(f"{key!r}: got {seconds!r}; expected seconds as a number")
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise ValueError(f"{key!r}: got {seconds!r}; expected a positive number of seconds")
+        result[str(key)] = float(seconds)
+    return result
+
+
+_PROFILE_FIELDS: dict[str, Callable[[Any], Any]] = {
+    "vcpu": lambda v: _positive_number(v, "vcpu"),
+    "memory": _int_between(128, 4_194_304),
+    "gpu": _int_between(0, 16),
+    "timeout": _int_between(60, 14 * 24 * 3600),
+    "retries": _int_between(0, 9),
+}
+
+
+def _positive_number(raw: Any, what: str) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or raw <= 0:
+        raise ValueError(f"{what}: got {raw!r}; expected a positive number")
+    return float(raw)
+
+
+def _profiles(raw: Any) -> dict[str, Profile]:
+    value = _decoded(raw)
+    if not isinstance(value, dict):
+        raise ValueError(f"got {raw!r}; expected an object of profile name -> settings")
+    result: dict[str, Profile] = {}
+    for name, spec in value.items():
+        if not isinstance(spec, dict):
+            raise ValueError(
+                f'profile {name!r}: expected an object like {{"vcpu": 2, "memory": 4096}}'
+            )
+        unknown = sorted(set(spec) - set(_PROFILE_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"profile {name!r}: unknown setting {unknown[0]!r}; "
+                f"allowed: {', '.join(_PROFILE_FIELDS)}"
+            )
+        fields: dict[str, Any] = {}
+        for key, parse in _PROFILE_FIELDS.items():
+            if key in spec:
+                try:
+                    fields[key] = parse(spec[key])
+                except ValueError as exc:
+                    raise ValueError(f"profile {name!r}, {key}: {exc}") from None
+        result[str(name)] = Profile(**fields)
+    return result
+
+
+def _name_map(raw: Any) -> dict[str, str]:
+    value = _decoded(raw)
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ValueError(f"got {raw!r}; expected an object of name -> profile name")
+    return dict(value)
+
+
+def _project_dir(raw: Any) -> Path:
+    path = Path(_string(raw))
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+# key -> (Settings field, parser). Keys are camelCase, as Pulumi config keys are.
+_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "projectDir": ("project_dir", _project_dir),
+    "pipelines": ("pipelines", _non_empty_list),
+    "orchestration": ("orchestration", _choice("structured", "exact")),
+    "intermediates": ("intermediates", _choice("persist", "group", "error")),
+    "kedroEnv": ("kedro_env", _string),
+    "durations": ("durations", _durations),
+    "computeType": ("compute_type", _choice("FARGATE_SPOT", "FARGATE", "SPOT", "EC2")),
+    "onDemandFallback": ("on_demand_fallback", _bool),
+    "maxVcpus": ("max_vcpus", _int_between(1, 10_000)),
+    "instanceTypes": ("instance_types", _non_empty_list),
+    "subnetIds": ("subnet_ids", _string_list),
+    "securityGroupIds": ("security_group_ids", _string_list),
+    "assignPublicIp": ("assign_public_ip", _bool),
+    "profiles": ("profiles", _profiles),
+    "tagProfiles": ("tag_profiles", _name_map),
+    "nodeProfiles": ("node_profiles", _name_map),
+    "buildOnPreview": ("build_on_preview", _bool),
+    "keepImages": ("keep_images", _int_between(1, 1000)),
+    "forceDestroy": ("force_destroy", _bool),
+    "kmsKeyArn": ("kms_key_arn", _string),
+    "runDataExpirationDays": ("run_data_expiration_days", _int_between(1, 3650)),
+    "logRetentionDays": ("log_retention_days", _retention),
+    "sfnLogLevel": ("sfn_log_level", _choice("ALL", "ERROR", "FATAL", "OFF")),
+    "sfnIncludeExecutionData": ("sfn_include_execution_data", _bool),
+    "tracing": ("tracing", _bool),
+}
+
+KEYS = tuple(_KEYS)
+
+
+def parse(raw: Mapping[str, Any]) -> Settings:
+    """Typed settings from raw ``kedro-batch:`` values (namespace optional)."""
+    values: dict[str, Any] = {"project_dir": REPO_ROOT / "example"}
+    for full_key, raw_value in raw.items():
+        key = full_key.removeprefix(f"{NAMESPACE}:")
+        if key not in _KEYS:
+            hint = difflib.get_close_matches(key, KEYS, n=1)
+            fix = (
+                f"did you mean {NAMESPACE}:{hint[0]}?" if hint else f"known keys: {', '.join(KEYS)}"
+            )
+            raise UserError(f"unknown config key {NAMESPACE}:{key}; {fix}")
+        attr, parser = _KEYS[key]
+        try:
+            values[attr] = parser(raw_value)
+        except ValueError as exc:
+            raise UserError(f"invalid config {NAMESPACE}:{key}: {exc}") from None
+    settings = Settings(**values)
+    _check_profile_references(settings)
+    return settings
+
+
+def _check_profile_references(settings: Settings) -> None:
+    for key, mapping in (
+        ("tagProfiles", settings.tag_profiles),
+        ("nodeProfiles", settings.node_profiles),
+    ):
+        for name, profile in mapping.items():
+            if profile not in settings.profiles:
+                known = ", ".join(settings.profiles) or "(none defined)"
+                raise UserError(
+                    f"invalid config {NAMESPACE}:{key}: {name!r} selects unknown profile "
+                    f"{profile!r}; define it under {NAMESPACE}:profiles (known: {known})"
+                )
+
+
+def from_pulumi() -> Settings:
+    """Settings of the running stack (``pulumi up``/``preview`` or mocks)."""
+    from pulumi.runtime.config import CONFIG
+
+    prefix = f"{NAMESPACE}:"
+    return parse({k: v for k, v in CONFIG.get().items() if k.startswith(prefix)})

@@ -1,0 +1,109 @@
+"""Pulumi mock runtime for offline synth and tests: no cloud, no Pulumi CLI.
+
+Resources echo their inputs plus the computed outputs other resources
+consume (``arn``, ``id``, ``name``, image digests), shaped like AWS's, so
+that ``apply`` callbacks run on realistic values. Invokes return camelCase
+keys, as the engine does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import pulumi
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+PARTITION = "aws"
+
+# Resource type token -> (ARN service, resource path prefix) for resources
+# whose ARN other resources consume.
+_ARN_SHAPES: dict[str, tuple[str, str]] = {
+    "aws:batch/jobQueue:JobQueue": ("batch", "job-queue/"),
+    "aws:batch/jobDefinition:JobDefinition": ("batch", "job-definition/"),
+    "aws:batch/computeEnvironment:ComputeEnvironment": ("batch", "compute-environment/"),
+    "aws:sfn/stateMachine:StateMachine": ("states", "stateMachine:"),
+    "aws:iam/role:Role": ("iam", "role/"),
+    "aws:iam/policy:Policy": ("iam", "policy/"),
+    "aws:s3/bucket:Bucket": ("s3", ""),
+    "aws:s3/bucketV2:BucketV2": ("s3", ""),
+    "aws:cloudwatch/logGroup:LogGroup": ("logs", "log-group:"),
+    "aws:ecr/repository:Repository": ("ecr", "repository/"),
+    "aws:sns/topic:Topic": ("sns", ""),
+    "aws:kms/key:Key": ("kms", "key/"),
+    "aws:scheduler/schedule:Schedule": ("scheduler", "schedule/default/"),
+    "aws:cloudwatch/eventRule:EventRule": ("events", "rule/"),
+}
+
+
+def physical_name(logical: str, inputs: dict[str, Any]) -> str:
+    """What Pulumi's auto-naming would produce: the logical name plus a suffix."""
+    given = inputs.get("name") or inputs.get("bucket") or inputs.get("roleName")
+    if isinstance(given, str) and given:
+        return given
+    suffix = hashlib.sha1(logical.encode()).hexdigest()[:7]
+    return f"{re.sub(r'[^A-Za-z0-9-]', '-', logical)[:48]}-{suffix}"
+
+
+class SynthMocks(pulumi.runtime.Mocks):
+    """Deterministic stand-ins for AWS and Docker resources."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        inputs = dict(args.inputs)
+        name = physical_name(args.name, inputs)
+        outputs: dict[str, Any] = {**inputs, "name": inputs.get("name", name)}
+        shape = _ARN_SHAPES.get(args.typ)
+        if shape:
+            service, prefix = shape
+            region = "" if service in ("iam", "s3") else REGION
+            account = "" if service == "s3" else ACCOUNT
+            arn = f"arn:{PARTITION}:{service}:{region}:{account}:{prefix}{name}"
+            if args.typ == "aws:batch/jobDefinition:JobDefinition":
+                arn += ":1"
+                outputs["revision"] = 1
+            outputs["arn"] = arn
+        if args.typ.startswith("aws:s3/bucket"):
+            outputs["bucket"] = name
+            outputs["bucketDomainName"] = f"{name}.s3.amazonaws.com"
+        if args.typ == "aws:ecr/repository:Repository":
+            outputs["repositoryUrl"] = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{name}"
+        if args.typ.startswith("docker-build:index:Image"):
+            digest = "sha256:" + hashlib.sha256(repr(sorted(inputs.items())).encode()).hexdigest()
+            outputs["digest"] = digest
+            tags = inputs.get("tags") or []
+            repo = tags[0].rsplit(":", 1)[0] if tags else "image"
+            outputs["ref"] = f"{repo}@{digest}"
+        return f"{name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
+        token = args.token
+        if token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {
+                "accountId": ACCOUNT,
+                "arn": f"arn:aws:iam::{ACCOUNT}:user/synth",
+                "userId": "SYNTH",
+                "id": ACCOUNT,
+            }, []
+        if token == "aws:index/getRegion:getRegion":
+            return {"name": REGION, "region": REGION, "id": REGION, "endpoint": ""}, []
+        if token == "aws:index/getPartition:getPartition":
+            return {"partition": PARTITION, "dnsSuffix": "amazonaws.com", "id": PARTITION}, []
+        if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            zones = [f"{REGION}{z}" for z in "abc"]
+            return {
+                "names": zones,
+                "zoneIds": [f"use1-az{i}" for i in range(1, 4)],
+                "id": REGION,
+            }, []
+        if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+            return {
+                "authorizationToken": "QVdTOnN5bnRo",
+                "userName": "AWS",
+                "password": "synth",
+                "proxyEndpoint": f"https://{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com",
+                "expiresAt": "2100-01-01T00:00:00Z",
+                "id": REGION,
+            }, []
+        return dict(args.args), []

@@ -1,0 +1,84 @@
+"""From validated settings to what gets deployed, before any resource exists.
+
+``plan`` loads the Kedro project, checks every deployed pipeline and fixes
+the task graph per pipeline. Everything that can be wrong with the user's
+input is found here, so ``pulumi preview`` and ``synth`` fail with one clear
+message before a single resource is registered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from infra import asl
+from infra.config import Settings
+from infra.graph import PipelineGraph, TaskGraph, one_task_per_node
+from infra.kedro_project import KedroProject, load_project
+from infra.layout import critical_path, makespan, structure
+
+
+@dataclass(frozen=True)
+class PipelinePlan:
+    """One deployed pipeline: its graph and the tasks Batch will run."""
+
+    name: str
+    graph: PipelineGraph
+    tasks: TaskGraph
+    orchestration: str
+    node_seconds: Mapping[str, float]
+
+    def definition(
+        self, job_queue: str, job_definition: str, jobs: asl.JobSpecs | None = None
+    ) -> dict[str, Any]:
+        """The checked ASL definition for these queue and job definition ARNs."""
+        definition = asl.build_definition(
+            self.graph,
+            job_queue=job_queue,
+            job_definition=job_definition,
+            mode=self.orchestration,
+            durations=self.node_seconds,
+            groups=[t.nodes for t in self.tasks.tasks],
+            jobs=jobs,
+            pipeline_name=self.name,
+        )
+        asl.check_limits(definition, self.name)
+        return definition
+
+    def structure_ratio(self) -> float:
+        """Makespan of the structured layout over the critical path (equal durations)."""
+        ones = {t: 1.0 for t in self.tasks.names}
+        layout = structure(self.tasks.names, self.tasks.parents, ones)
+        return makespan(layout, ones) / critical_path(self.tasks.names, self.tasks.parents, ones)
+
+
+@dataclass(frozen=True)
+class DeploymentPlan:
+    settings: Settings
+    project: KedroProject
+    pipelines: Mapping[str, PipelinePlan]
+
+
+def node_seconds(graph: PipelineGraph, durations: Mapping[str, float]) -> dict[str, float]:
+    """Expected seconds per node: by node name, else the largest of its tags'."""
+    result: dict[str, float] = {}
+    for node in graph.nodes:
+        by_tag = [durations[t] for t in sorted(node.tags) if t in durations]
+        result[node.name] = durations.get(node.name, max(by_tag, default=1.0))
+    return result
+
+
+def plan(settings: Settings) -> DeploymentPlan:
+    project = load_project(settings.project_dir, settings.pipelines, settings.kedro_env)
+    pipelines = {}
+    for name in settings.pipelines:
+        graph = project.pipelines[name]
+        pipelines[name] = PipelinePlan(
+            name=name,
+            graph=graph,
+            tasks=one_task_per_node(graph),
+            orchestration=settings.orchestration,
+            node_seconds=node_seconds(graph, settings.durations),
+        )
+    return DeploymentPlan(settings=settings, project=project, pipelines=pipelines)
