@@ -17,6 +17,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,12 @@ def load_project(
     Raises ``UserError`` naming the culprit when the directory is not a Kedro
     project, its registry fails to import, or a pipeline is unknown or empty.
     """
-    path = Path(project_dir).resolve()
+    return _load_project(Path(project_dir).resolve(), tuple(pipelines), env)
+
+
+@cache
+def _load_project(path: Path, pipelines: tuple[str, ...], env: str | None) -> KedroProject:
+    # Cached: synth validates before running the program, which plans again.
     if not path.is_dir():
         raise UserError(
             f"Kedro project directory {path} does not exist; set kedro-batch:projectDir "
@@ -100,7 +106,7 @@ class _AnyCredentials(dict[str, Any]):
         return {}
 
 
-def _dataset_facts(catalog: Any, names: Sequence[str]) -> dict[str, DatasetInfo]:
+def _dataset_facts(catalog: Any, names: Sequence[str], project: Path) -> dict[str, DatasetInfo]:
     from kedro.io.core import get_protocol_and_path
 
     resolver = catalog.config_resolver
@@ -113,6 +119,9 @@ def _dataset_facts(catalog: Any, names: Sequence[str]) -> dict[str, DatasetInfo]
         protocol = None
         if isinstance(filepath, str):
             protocol = get_protocol_and_path(filepath)[0]
+            # Kedro makes local paths absolute; the layout users wrote is relative.
+            if protocol == "file" and Path(filepath).is_relative_to(project):
+                filepath = Path(filepath).relative_to(project).as_posix()
         facts[name] = DatasetInfo(
             name=name,
             in_catalog=in_catalog,
@@ -136,7 +145,7 @@ def _catalog(context: Any) -> Any:
         return DataCatalog.from_config(conf, _AnyCredentials())
 
 
-def _graph(name: str, pipeline: Any, catalog: Any) -> PipelineGraph:
+def _graph(name: str, pipeline: Any, catalog: Any, project: Path) -> PipelineGraph:
     nodes = tuple(
         NodeInfo(
             name=n.name,
@@ -156,7 +165,7 @@ def _graph(name: str, pipeline: Any, catalog: Any) -> PipelineGraph:
         name=name,
         nodes=nodes,
         parents={n.name: parents.get(n.name, frozenset()) for n in nodes},
-        datasets=_dataset_facts(catalog, datasets),
+        datasets=_dataset_facts(catalog, datasets, project),
     )
 
 
@@ -196,7 +205,7 @@ def _load(path: Path, wanted: Sequence[str], env: str | None) -> dict[str, Any]:
             )
     with KedroSession.create(project_path=path, env=env) as session:
         catalog = _catalog(session.load_context())
-        graphs = [_graph(name, registry[name], catalog) for name in wanted]
+        graphs = [_graph(name, registry[name], catalog, path) for name in wanted]
     return {
         "package_name": metadata.package_name,
         "kedro_version": kedro.__version__,

@@ -117,7 +117,10 @@ def build_files() -> dict[str, bytes]:
     )
 
     # two list-price rises half way through, as suppliers do
-    price_rise = {"P05": (START + timedelta(weeks=18), 1.06), "P08": (START + timedelta(weeks=25), 1.08)}
+    price_rise = {
+        "P05": (START + timedelta(weeks=18), 1.06),
+        "P08": (START + timedelta(weeks=25), 1.08),
+    }
 
     sales_rows: list[list[str]] = []
     for offset in range(N_WEEKS * 7):
@@ -168,9 +171,15 @@ def main(argv: list[str] | None = None) -> int:
 
     files = build_files()
     if args.check:
-        stale = [name for name, content in files.items() if not (args.out / name).is_file() or (args.out / name).read_bytes() != content]
+        stale = [
+            name
+            for name, content in files.items()
+            if not (args.out / name).is_file() or (args.out / name).read_bytes() != content
+        ]
         for name in stale:
-            sys.stderr.write(f"{args.out / name} differs from what {Path(__file__).name} generates\n")
+            sys.stderr.write(
+                f"{args.out / name} differs from what {Path(__file__).name} generates\n"
+            )
         return 1 if stale else 0
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -25,15 +25,12 @@ def aggregate_weekly_demand(
         - pd.to_timedelta(sales_master["date"].dt.dayofweek, unit="D"),
         revenue=sales_master["units"] * sales_master["price"],
     )
-    weekly = (
-        daily.groupby([*PANEL_KEYS, "region", "category", "base_price"], as_index=False)
-        .agg(
-            units=("units", "sum"),
-            revenue=("revenue", "sum"),
-            mean_price=("price", "mean"),
-            promo_days=("on_promo", "sum"),
-            days=("date", "nunique"),
-        )
+    weekly = daily.groupby([*PANEL_KEYS, "region", "category", "base_price"], as_index=False).agg(
+        units=("units", "sum"),
+        revenue=("revenue", "sum"),
+        mean_price=("price", "mean"),
+        promo_days=("on_promo", "sum"),
+        days=("date", "nunique"),
     )
     weekly = weekly[weekly["days"] >= aggregation["min_days_in_week"]]
     avg_price = np.where(
@@ -62,9 +59,9 @@ def build_lag_features(weekly_demand: pd.DataFrame, lags: dict[str, Any]) -> pd.
     history = weekly_demand[[*PANEL_KEYS, "units"]]
     frame = history
     for k in sorted(set(offsets) | set(range(1, window + 1))):
-        shifted = history.assign(
-            week_start=history["week_start"] + pd.Timedelta(weeks=k)
-        ).rename(columns={"units": f"_units_minus_{k}"})
+        shifted = history.assign(week_start=history["week_start"] + pd.Timedelta(weeks=k)).rename(
+            columns={"units": f"_units_minus_{k}"}
+        )
         frame = frame.merge(shifted, on=PANEL_KEYS, how="left")
     window_columns = [f"_units_minus_{k}" for k in range(1, window + 1)]
     frame = frame.assign(
@@ -83,9 +80,11 @@ def build_price_features(weekly_demand: pd.DataFrame) -> pd.DataFrame:
     and ``promo_share`` the fraction of trading days on promotion.
     """
     weekly = weekly_demand[[*PANEL_KEYS, "avg_price", "base_price", "promo_days", "days"]]
-    previous = weekly[[*PANEL_KEYS, "avg_price"]].assign(
-        week_start=weekly["week_start"] + pd.Timedelta(weeks=1)
-    ).rename(columns={"avg_price": "previous_price"})
+    previous = (
+        weekly[[*PANEL_KEYS, "avg_price"]]
+        .assign(week_start=weekly["week_start"] + pd.Timedelta(weeks=1))
+        .rename(columns={"avg_price": "previous_price"})
+    )
     frame = weekly.merge(previous, on=PANEL_KEYS, how="left")
     price_change = (frame["avg_price"] / frame["previous_price"] - 1.0).fillna(0.0)
     return (
@@ -99,9 +98,7 @@ def build_price_features(weekly_demand: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def assemble_model_input(
-    lag_features: pd.DataFrame, price_features: pd.DataFrame
-) -> pd.DataFrame:
+def assemble_model_input(lag_features: pd.DataFrame, price_features: pd.DataFrame) -> pd.DataFrame:
     """Join demand history, price signals and seasonality into the model table.
 
     Rows without a complete history (the first weeks of every series) are

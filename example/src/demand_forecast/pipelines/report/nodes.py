@@ -20,18 +20,24 @@ def summarise_accuracy_by_region(
     where the model consistently under-forecasts.
     """
     frame = holdout_predictions.merge(stores[["store_id", "region"]], on="store_id")
-    frame = frame.assign(abs_error=(frame["predicted"] - frame["actual"]).abs(),
-                         error=frame["predicted"] - frame["actual"])
+    frame = frame.assign(
+        abs_error=(frame["predicted"] - frame["actual"]).abs(),
+        error=frame["predicted"] - frame["actual"],
+    )
     summary = frame.groupby("region", as_index=False).agg(
         rows=("actual", "size"),
         actual_units=("actual", "sum"),
         abs_error=("abs_error", "sum"),
         error=("error", "sum"),
     )
-    return summary.assign(
-        wape=(summary["abs_error"] / summary["actual_units"]).round(4),
-        bias=(summary["error"] / summary["actual_units"]).round(4),
-    )[["region", "rows", "actual_units", "wape", "bias"]].sort_values("region").reset_index(drop=True)
+    return (
+        summary.assign(
+            wape=(summary["abs_error"] / summary["actual_units"]).round(4),
+            bias=(summary["error"] / summary["actual_units"]).round(4),
+        )[["region", "rows", "actual_units", "wape", "bias"]]
+        .sort_values("region")
+        .reset_index(drop=True)
+    )
 
 
 def _next_week_features(model_input: pd.DataFrame) -> pd.DataFrame:
@@ -89,11 +95,15 @@ def forecast_next_week(
     rng = np.random.default_rng(int(seed))
     draws = point[:, None] + rng.choice(residuals, size=(len(point), int(forecast["n_bootstrap"])))
     tail = (1.0 - float(forecast["interval"])) / 2.0
-    return features[PANEL_KEYS].assign(
-        forecast_units=point,
-        lower=np.clip(np.quantile(draws, tail, axis=1), 0.0, None).round(3),
-        upper=np.clip(np.quantile(draws, 1.0 - tail, axis=1), 0.0, None).round(3),
-    ).reset_index(drop=True)
+    return (
+        features[PANEL_KEYS]
+        .assign(
+            forecast_units=point,
+            lower=np.clip(np.quantile(draws, tail, axis=1), 0.0, None).round(3),
+            upper=np.clip(np.quantile(draws, 1.0 - tail, axis=1), 0.0, None).round(3),
+        )
+        .reset_index(drop=True)
+    )
 
 
 def build_performance_report(
@@ -107,12 +117,20 @@ def build_performance_report(
     runs and to load into any BI tool, whatever metrics are added later.
     """
     overall = pd.DataFrame(
-        {"section": "overall", "item": "all", "metric": list(model_metrics),
-         "value": [float(v) for v in model_metrics.values()]}
+        {
+            "section": "overall",
+            "item": "all",
+            "metric": list(model_metrics),
+            "value": [float(v) for v in model_metrics.values()],
+        }
     )
-    regional = region_accuracy.melt(
-        id_vars="region", value_vars=["wape", "bias"], var_name="metric", value_name="value"
-    ).rename(columns={"region": "item"}).assign(section="region")
+    regional = (
+        region_accuracy.melt(
+            id_vars="region", value_vars=["wape", "bias"], var_name="metric", value_name="value"
+        )
+        .rename(columns={"region": "item"})
+        .assign(section="region")
+    )
     coverage = lag_coverage.rename(columns={"feature": "item", "coverage": "value"}).assign(
         section="lag_coverage", metric="coverage"
     )

@@ -1,0 +1,160 @@
+"""Run the Pulumi program offline, under Pulumi's mock runtime.
+
+No cloud, no Pulumi CLI: the program in ``__main__.py`` runs exactly as under
+``pulumi up`` (``preview=False`` so ``apply`` callbacks run), against
+:class:`infra.mocks.SynthMocks`. What it registers becomes ``resources.json``
+and each state machine's definition an ``.asl.json`` and a Mermaid diagram,
+which is what a reviewer reads instead of a live ``pulumi preview``.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infra.config import NAMESPACE, REPO_ROOT
+from infra.errors import UserError
+
+PIPELINE_TAG = f"{NAMESPACE}:pipeline"
+STATE_MACHINE = "aws:sfn/stateMachine:StateMachine"
+
+
+@dataclass
+class Synthesis:
+    """What one offline run of the program registered and exported."""
+
+    stack: str
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def definitions(self) -> dict[str, dict[str, Any]]:
+        """Pipeline name -> ASL definition, from the tagged state machines."""
+        found = {}
+        for r in self.resources:
+            if r["type"] == STATE_MACHINE:
+                pipeline = (r["inputs"].get("tags") or {}).get(PIPELINE_TAG, r["name"])
+                found[pipeline] = json.loads(r["inputs"]["definition"])
+        return found
+
+
+def stack_config(stack: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The stack's config as the Pulumi engine hands it to a program.
+
+    Keys are namespaced (a bare key belongs to ``kedro-batch:``) and every
+    value is a string, lists and objects JSON-encoded.
+    """
+    path = REPO_ROOT / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        stacks = sorted(p.name.split(".")[1] for p in REPO_ROOT.glob("Pulumi.*.yaml"))
+        raise UserError(
+            f"no stack config {path.name}; use one of: {', '.join(stacks) or '(none)'} "
+            f"or create it (pulumi stack init {stack})"
+        )
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    raw: dict[str, Any] = dict(data.get("config") or {})
+    raw.update(overrides or {})
+    return {_qualified(k): v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
+
+
+def _qualified(key: str) -> str:
+    return key if ":" in key else f"{NAMESPACE}:{key}"
+
+
+def synthesize(stack: str = "dev", overrides: Mapping[str, str] | None = None) -> Synthesis:
+    """Run ``__main__.py`` under mocks with the stack's config (plus overrides)."""
+    import pulumi
+    from pulumi.runtime import mocks as pulumi_mocks
+    from pulumi.runtime import set_all_config
+
+    from infra.mocks import SynthMocks
+
+    config = stack_config(stack, overrides)
+    result = Synthesis(stack=stack)
+    monitor = _RecordingMonitor(SynthMocks(), result)
+    pulumi.runtime.set_mocks(
+        SynthMocks(), project=NAMESPACE, stack=stack, preview=False, monitor=monitor
+    )
+    set_all_config(config)
+
+    @pulumi_mocks.test  # type: ignore[untyped-decorator]
+    def program() -> pulumi.Output[None]:
+        from pulumi.runtime.settings import get_root_resource
+
+        runpy.run_path(str(REPO_ROOT / "__main__.py"), run_name="__main__")
+        exports = getattr(get_root_resource(), "outputs", {})
+        return pulumi.Output.from_input(exports).apply(
+            lambda values: result.outputs.update(_plain(values))
+        )
+
+    try:
+        program()
+    except pulumi.RunError as exc:
+        raise UserError(str(exc)) from None
+    return result
+
+
+class _RecordingMonitor:
+    """Wraps MockMonitor to record each registration's inputs and options."""
+
+    def __new__(cls, mocks: Any, result: Synthesis) -> Any:
+        from pulumi.runtime import rpc
+        from pulumi.runtime.mocks import MockMonitor
+
+        class Monitor(MockMonitor):  # type: ignore[misc]
+            def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC name)
+                response = super().RegisterResource(request)
+                if request.type != "pulumi:pulumi:Stack":
+                    options = {
+                        "retainOnDelete": bool(request.retainOnDelete),
+                        "ignoreChanges": list(request.ignoreChanges),
+                        "protect": bool(request.protect),
+                        "parent": request.parent.rsplit("::", 1)[-1] if request.parent else None,
+                    }
+                    result.resources.append(
+                        {
+                            "type": request.type,
+                            "name": request.name,
+                            "inputs": _plain(rpc.deserialize_properties(request.object)),
+                            "options": options,
+                        }
+                    )
+                return response
+
+        return Monitor(mocks)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready copy: unknowns and secrets as Pulumi would show them."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return repr(value)
+
+
+def write(synthesis: Synthesis, out: Path) -> list[Path]:
+    """Write ``<pipeline>.asl.json``, ``<pipeline>.mmd`` and ``resources.json``."""
+    from infra.mermaid import flowchart
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for pipeline, definition in synthesis.definitions.items():
+        asl_path = out / f"{pipeline}.asl.json"
+        asl_path.write_text(json.dumps(definition, indent=2) + "\n", encoding="utf-8")
+        mmd_path = out / f"{pipeline}.mmd"
+        mmd_path.write_text(flowchart(definition), encoding="utf-8")
+        written += [asl_path, mmd_path]
+    resources_path = out / "resources.json"
+    resources_path.write_text(json.dumps(synthesis.resources, indent=2) + "\n", encoding="utf-8")
+    outputs_path = out / "outputs.json"
+    outputs_path.write_text(json.dumps(synthesis.outputs, indent=2) + "\n", encoding="utf-8")
+    return [*written, resources_path, outputs_path]

@@ -1,0 +1,167 @@
+"""Execute generated definitions in moto's Step Functions interpreter.
+
+moto 5.2.5 can run state machines whose tasks submit Batch jobs, once four
+defects are patched on the test side (DESIGN.md, "Offline verification"):
+
+* its interpreter hands ASL's PascalCase ``Parameters`` to botocore as they
+  are, so every ``batch:submitJob`` fails with ``KeyError: 'JobName'``; they
+  are converted with botocore's service model, and responses back to the
+  PascalCase Step Functions shows, as LocalStack does;
+* its in-process backends are not thread-safe, and wide ``Parallel`` states
+  fail with "dictionary changed size during iteration": calls are serialised;
+* its context object holds ``$$.Execution.StartTime`` as a datetime, which
+  botocore cannot serialise; it becomes the ISO string AWS passes;
+* a ``States.*`` error leaving a ``Parallel`` branch becomes ``States.Runtime``
+  because ``CustomErrorName`` rejects the prefix: it is let through.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+from botocore.model import Shape
+
+REGION = "eu-west-1"
+MOTO_CONFIG = {
+    "stepfunctions": {"execute_state_machine": True},
+    "batch": {"use_docker": False},
+}
+
+
+def _to_boto(value: Any, shape: Shape | None) -> Any:
+    if isinstance(value, datetime):
+        # moto's context object holds a datetime where AWS has an ISO string.
+        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if shape is None:
+        return value
+    if shape.type_name == "structure" and isinstance(value, dict):
+        members = {m.lower(): m for m in shape.members}  # type: ignore[attr-defined]
+        out = {}
+        for key, item in value.items():
+            name = members.get(key.lower(), key)
+            out[name] = _to_boto(item, shape.members.get(name))  # type: ignore[attr-defined]
+        return out
+    if shape.type_name == "list" and isinstance(value, list):
+        return [_to_boto(v, shape.member) for v in value]  # type: ignore[attr-defined]
+    if shape.type_name == "map" and isinstance(value, dict):
+        return {k: _to_boto(v, shape.value) for k, v in value.items()}  # type: ignore[attr-defined]
+    return value
+
+
+def _to_sfn(value: Any) -> Any:
+    if isinstance(value, dict):
+        items = [(k[:1].upper() + k[1:], _to_sfn(v)) for k, v in value.items()]
+        value.clear()
+        value.update(items)
+    elif isinstance(value, list):
+        for item in value:
+            _to_sfn(item)
+    return value
+
+
+@contextmanager
+def patched_moto() -> Iterator[None]:
+    from moto.core.botocore_stubber import BotocoreStubber
+    from moto.stepfunctions.parser.asl.component.common.error_name import custom_error_name
+    from moto.stepfunctions.parser.asl.component.common.error_name.error_name import ErrorName
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_batch as batch_service,
+    )
+
+    service = batch_service.StateTaskServiceBatch
+    model = boto3.session.Session().client("batch", region_name=REGION).meta.service_model
+    lock = threading.RLock()
+    saved = (
+        service._normalise_parameters,
+        service._normalise_response,
+        BotocoreStubber.__call__,
+        custom_error_name.CustomErrorName.__init__,
+    )
+
+    def normalise_parameters(self, parameters, boto_service_name=None, service_action_name=None):
+        action = self._get_boto_service_action()
+        operation = model.operation_model(model.operation_names[
+            [o.lower() for o in model.operation_names].index(action.replace("_", ""))
+        ])
+        converted = _to_boto(parameters, operation.input_shape)
+        parameters.clear()
+        parameters.update(converted)
+
+    def normalise_response(self, response, boto_service_name=None, service_action_name=None):
+        _to_sfn(response)
+
+    def serialised_call(stubber, *args, **kwargs):
+        with lock:
+            return saved[2](stubber, *args, **kwargs)
+
+    service._normalise_parameters = normalise_parameters
+    service._normalise_response = normalise_response
+    BotocoreStubber.__call__ = serialised_call
+    custom_error_name.CustomErrorName.__init__ = ErrorName.__init__
+    try:
+        yield
+    finally:
+        (
+            service._normalise_parameters,
+            service._normalise_response,
+            BotocoreStubber.__call__,
+            custom_error_name.CustomErrorName.__init__,
+        ) = saved
+
+
+def batch_environment(batch: Any, iam: Any, ec2: Any) -> tuple[str, str]:
+    """A Fargate compute environment, a queue and a job definition in moto."""
+    role = iam.create_role(RoleName="batch", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
+    group = ec2.create_security_group(GroupName="kedro", Description="kedro", VpcId=vpc)
+    ce = batch.create_compute_environment(
+        computeEnvironmentName="kedro-ce",
+        type="MANAGED",
+        state="ENABLED",
+        computeResources={
+            "type": "FARGATE",
+            "maxvCpus": 16,
+            "subnets": [subnet],
+            "securityGroupIds": [group["GroupId"]],
+        },
+        serviceRole=role,
+    )
+    queue = batch.create_job_queue(
+        jobQueueName="kedro-queue",
+        state="ENABLED",
+        priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce["computeEnvironmentArn"]}],
+    )
+    jobdef = batch.register_job_definition(
+        jobDefinitionName="kedro",
+        type="container",
+        platformCapabilities=["FARGATE"],
+        containerProperties={
+            "image": "example@sha256:0",
+            "command": ["kedro-batch-task", "--help"],
+            "resourceRequirements": [
+                {"type": "VCPU", "value": "1"},
+                {"type": "MEMORY", "value": "2048"},
+            ],
+            "executionRoleArn": role,
+        },
+    )
+    return queue["jobQueueArn"], jobdef["jobDefinitionArn"]
+
+
+def wait(sfn: Any, execution_arn: str, timeout: float = 240.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        described = sfn.describe_execution(executionArn=execution_arn)
+        if described["status"] != "RUNNING":
+            return described
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"execution still running after {timeout}s")
+        time.sleep(0.5)

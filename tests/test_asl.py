@@ -1,0 +1,247 @@
+"""The ASL compiler: contract 3 and 4 of DESIGN.md, on random and named DAGs."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from statelint.linter import Linter
+
+from infra import asl
+from infra.errors import UserError
+from infra.graph import NodeInfo, PipelineGraph
+from infra.layout import by_levels, critical_path, makespan
+from tests import simulate
+
+QUEUE = "arn:aws:batch:eu-west-1:123456789012:job-queue/kedro-batch-queue-1a2b3c4"
+JOBDEF = "arn:aws:batch:eu-west-1:123456789012:job-definition/kedro-batch-job-5d6e7f8:3"
+
+
+def graph(parents: Mapping[str, list[str]], name: str = "p") -> PipelineGraph:
+    return PipelineGraph(
+        name=name,
+        nodes=tuple(NodeInfo(name=n) for n in parents),
+        parents={n: frozenset(ps) for n, ps in parents.items()},
+    )
+
+
+@st.composite
+def dags(draw: st.DrawFn, max_nodes: int = 22) -> PipelineGraph:
+    n = draw(st.integers(1, max_nodes))
+    # Kedro-ish names, some of which collide once cleaned for Batch.
+    names = [f"ns{i % 3}.node_{i}" if i % 4 else f"ns{i % 3}_node_{i - 1}" for i in range(n)]
+    names = list(dict.fromkeys(names))
+    parents = {
+        name: [p for p in names[:i] if draw(st.booleans()) and draw(st.booleans())]
+        for i, name in enumerate(names)
+    }
+    return graph(parents)
+
+
+@st.composite
+def sp_dags(draw: st.DrawFn, max_leaves: int = 16) -> PipelineGraph:
+    """Series-parallel DAGs, built by composition (with transitive edges)."""
+    counter = iter(range(10_000))
+
+    def build(size: int) -> tuple[list[str], list[str], dict[str, set[str]]]:
+        if size == 1:
+            n = f"t.n{next(counter)}"
+            return [n], [n], {n: set()}
+        left = draw(st.integers(1, size - 1))
+        a_src, a_snk, a = build(left)
+        b_src, b_snk, b = build(size - left)
+        if draw(st.booleans()):  # series: every sink of a before every source of b
+            for s in b_src:
+                b[s] |= set(a_snk)
+            if draw(st.booleans()):  # a transitive edge changes nothing
+                b[b_snk[0]] |= {a_src[0]}
+            return a_src, b_snk, {**a, **b}
+        return a_src + b_src, a_snk + b_snk, {**a, **b}
+
+    _, _, parents = build(draw(st.integers(1, max_leaves)))
+    return graph({k: sorted(v) for k, v in parents.items()})
+
+
+durations_for = st.floats(0.1, 100.0, allow_nan=False, allow_infinity=False)
+
+
+def build(g: PipelineGraph, mode: str = "structured", **kw: object) -> dict:
+    return asl.build_definition(g, job_queue=QUEUE, job_definition=JOBDEF, mode=mode, **kw)
+
+
+def tasks(definition: Mapping) -> list[dict]:
+    return [s for _, s in asl.iter_states(definition) if s["Type"] == "Task"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(g=dags(), data=st.data())
+def test_structured_runs_each_node_once_after_its_parents(g: PipelineGraph, data: st.DataObject):
+    seconds = {n: data.draw(durations_for) for n in g.node_names}
+    definition = build(g, durations=seconds)
+    run = simulate.structured(definition, seconds)
+    assert sorted(run.runs) == sorted(g.node_names)
+    for node, parents in g.parents.items():
+        for p in parents:
+            assert run.spans[p][1] <= run.spans[node][0] + 1e-9, f"{node} started before {p}"
+
+
+@settings(max_examples=60, deadline=None)
+@given(g=sp_dags(), data=st.data())
+def test_series_parallel_dags_add_no_precedence(g: PipelineGraph, data: st.DataObject):
+    seconds = {n: data.draw(durations_for) for n in g.node_names}
+    run = simulate.structured(build(g, durations=seconds), seconds)
+    finish = max(f for _, f in run.spans.values())
+    assert finish == pytest.approx(critical_path(g.node_names, g.parents, seconds))
+
+
+@settings(max_examples=60, deadline=None)
+@given(g=dags(), data=st.data())
+def test_structured_never_slower_than_one_parallel_per_level(g: PipelineGraph, data):
+    seconds = {n: data.draw(durations_for) for n in g.node_names}
+    run = simulate.structured(build(g, durations=seconds), seconds)
+    finish = max(f for _, f in run.spans.values())
+    assert finish <= makespan(by_levels(g.node_names, g.parents), seconds) + 1e-6
+
+
+@settings(max_examples=60, deadline=None)
+@given(g=dags(max_nodes=45))
+def test_exact_depends_on_matches_node_dependencies(g: PipelineGraph):
+    definition = build(g, "exact")
+    run = simulate.exact(definition)
+    assert sorted(n for n, _ in run.jobs.values() if n) == sorted(g.node_names)
+    assert simulate.node_ancestors(run) == {n: set(ps) for n, ps in g.parents.items()}
+    assert all(len(deps) <= asl.MAX_DEPENDS_ON for _, deps in run.jobs.values())
+    sinks = {n for n in g.node_names if not any(n in ps for ps in g.parents.values())}
+    final = run.jobs["final"]
+    assert final[0] is None
+
+    def behind(deps: list[str]) -> set[str]:
+        found: set[str] = set()
+        for d in deps:
+            nodes, more = run.jobs[d]
+            found |= {nodes} if nodes else behind(more)
+        return found
+
+    assert behind(final[1]) == sinks
+
+
+@settings(max_examples=40, deadline=None)
+@given(g=dags(), mode=st.sampled_from(asl.MODES))
+def test_every_definition_passes_statelint(g: PipelineGraph, mode: str):
+    assert Linter.validate(build(g, mode)) == []
+
+
+def test_wide_fan_in_uses_barrier_jobs():
+    parents = {f"src.n{i}": [] for i in range(45)}
+    parents["sink"] = list(parents)
+    run = simulate.exact(build(graph(parents), "exact"))
+    barriers = [k for k, (nodes, _) in run.jobs.items() if nodes is None and k != "final"]
+    assert len(barriers) == 3  # 45 parents -> 3 barriers of <= 20
+    assert simulate.node_ancestors(run)["sink"] == {f"src.n{i}" for i in range(45)}
+
+
+@pytest.mark.parametrize("mode", asl.MODES)
+def test_names_are_valid_and_unique_when_kedro_names_collide(mode: str):
+    long = "pkg." + "very_long_namespace." * 8 + "node"
+    g = graph({"prep.clean": [], "prep_clean": [], "prep clean": [], long: [], long + "2": []})
+    definition = build(g, mode)
+    names = [n for n, _ in asl.iter_states(definition)]
+    assert len(names) == len(set(names))
+    assert all(len(n) <= asl.MAX_STATE_NAME for n in names)
+    job_names = [t["Parameters"]["JobName"] for t in tasks(definition)]
+    assert len(job_names) == len(set(job_names))
+    for job in job_names:
+        assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}", job), job
+    assert Linter.validate(definition) == []
+
+
+@pytest.mark.parametrize("mode", asl.MODES)
+def test_task_command_and_environment(mode: str):
+    g = graph({"a.x": [], "b.y": ["a.x"]})
+    for task in tasks(build(g, mode, pipeline_name="p")):
+        overrides = task["Parameters"]["ContainerOverrides"]
+        command = overrides["Command"]
+        assert all(isinstance(c, str) for c in command)
+        env = {e["Name"]: e for e in overrides["Environment"]}
+        assert env[asl.ENV_RUN_ID]["Value.$"] == "$$.Execution.Name"
+        assert env[asl.ENV_PARAMS]["Value.$"] == "$.params"
+        nodes = simulate.task_nodes(task)
+        if nodes is not None:
+            assert command[command.index("--nodes") + 1] in {"a.x", "b.y"}
+        assert task["Retry"][0]["ErrorEquals"][0] == "Batch.AWSBatchException"
+        assert task["Retry"][0]["JitterStrategy"] == "FULL"
+        # Batch's several-KB job description never reaches the state payload.
+        assert task["ResultPath"] is None or "ResultSelector" in task
+
+
+def test_grouped_tasks_list_all_their_nodes_after_nodes_flag():
+    g = graph({"a": [], "b": ["a"], "c": ["b"]})
+    definition = build(g, groups=[["a", "b"], ["c"]])
+    commands = [simulate.task_nodes(t) for t in tasks(definition)]
+    assert commands == ["a,b", "c"]
+
+
+def test_structured_failure_names_the_node():
+    definition = build(graph({"train.fit": [], "report.plot": ["train.fit"]}))
+    state = definition["States"]["train.fit"]
+    fail = definition["States"][state["Catch"][0]["Next"]]
+    assert fail["Type"] == "Fail"
+    assert fail["Error"] == asl.FAILED_NODE_ERROR
+    assert "'train.fit'" in fail["CausePath"]
+
+
+def test_node_names_are_escaped_inside_intrinsic_literals():
+    definition = build(graph({"it's {odd}": []}))
+    fail = next(s for _, s in asl.iter_states(definition) if s["Type"] == "Fail")
+    assert r"'it\'s \{odd\}'" in fail["CausePath"]
+    assert Linter.validate(definition) == []
+
+
+def test_empty_params_are_defaulted_and_payload_stays_small():
+    definition = build(graph({"a": []}))
+    start = definition["States"][definition["StartAt"]]
+    assert start["Type"] == "Choice"
+    assert definition["States"][start["Default"]]["Result"] == {}
+    assert asl.limits(definition).payload_bytes < 4096
+
+
+def test_unknown_mode_is_a_user_error():
+    with pytest.raises(UserError, match="kedro-batch:orchestration"):
+        build(graph({"a": []}), "fastest")
+
+
+def test_empty_pipeline_is_a_user_error():
+    with pytest.raises(UserError, match="no nodes"):
+        build(graph({}))
+
+
+def test_definition_over_one_megabyte_is_refused_with_the_figures():
+    huge = graph({f"n{i}." + "x" * 60: [] for i in range(1500)})
+    definition = build(huge, "exact")
+    with pytest.raises(UserError, match=r"over Step Functions' 1,048,576-byte limit"):
+        asl.check_limits(definition, "huge")
+
+
+def test_history_events_over_the_limit_are_refused(monkeypatch: pytest.MonkeyPatch):
+    definition = build(graph({f"n{i}": [] for i in range(50)}))
+    monkeypatch.setattr(asl, "MAX_HISTORY_EVENTS", 100)
+    with pytest.raises(UserError, match=r"about \d+ history events, over .* limit of 100"):
+        asl.check_limits(definition, "p")
+
+
+def test_kedro_pipeline_object_is_accepted():
+    from kedro.pipeline import Pipeline, node
+
+    def f(x):
+        return x
+
+    pipe = Pipeline(
+        [node(f, "a", "b", name="one"), node(f, "b", "c", name="two")], namespace="ns"
+    )
+    definition = asl.build_definition(pipe, job_queue=QUEUE, job_definition=JOBDEF)
+    assert [simulate.task_nodes(t) for t in tasks(definition)] == ["ns.one", "ns.two"]
+    json.dumps(definition)  # plain JSON
