@@ -74,6 +74,30 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local_run(args: argparse.Namespace) -> int:
+    from infra.local_run import Options, local_run, parse_params
+
+    report = local_run(
+        Options(
+            stack=args.stack,
+            overrides=_overrides(args),
+            pipeline=args.pipeline,
+            params=parse_params(args.params),
+            report=args.report,
+            keep=args.keep,
+            max_parallel=args.max_parallel,
+        )
+    )
+    return 1 if "error" in report else 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
@@ -83,6 +107,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     _common(synth)
     synth.add_argument("--out", type=Path, help="output directory (default build/<stack>/)")
     synth.set_defaults(handler=_synth)
+    local = commands.add_parser(
+        "local-run", help="run a pipeline end to end here, through its state machine"
+    )
+    _common(local)
+    local.add_argument("--pipeline", help="pipeline to run (default: the stack's first)")
+    local.add_argument("--params", help="runtime parameters, k=v,a.b=v (as kedro run --params)")
+    local.add_argument("--report", type=Path, help="write a JSON report of the run here")
+    local.add_argument("--keep", type=Path, help="copy the bucket's contents to this directory")
+    local.add_argument(
+        "--max-parallel",
+        type=_positive,
+        default=os.cpu_count() or 2,
+        help="most tasks running at once (default: CPU count)",
+    )
+    local.set_defaults(handler=_local_run)
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))

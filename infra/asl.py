@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from kedro_batch_runtime.settings import ENV_PARAMS, ENV_PIPELINE, ENV_RUN_ID, ENV_RUN_STARTED
+
 from infra.errors import UserError
 from infra.graph import (
     KedroPipelineLike,
@@ -50,11 +52,6 @@ SUBMIT_JOB = "arn:aws:states:::batch:submitJob"
 TASK_COMMAND = ("kedro-batch-task",)
 BARRIER_COMMAND = ("kedro-batch-task", "--barrier")
 
-# Environment the container reads (runtime/ and the local runner rely on these).
-ENV_RUN_ID = "KEDRO_BATCH_RUN_ID"
-ENV_RUN_STARTED = "KEDRO_BATCH_RUN_STARTED"
-ENV_PARAMS = "KEDRO_BATCH_PARAMS"
-ENV_PIPELINE = "KEDRO_BATCH_PIPELINE"
 
 # Step Functions and Batch limits (DESIGN.md, "Facts to design around").
 MAX_DEFINITION_BYTES = 1_048_576

@@ -13,6 +13,8 @@ from functools import cached_property
 from graphlib import CycleError, TopologicalSorter
 from typing import Any, Protocol
 
+from kedro_batch_runtime.boundaries import is_memory_type, is_parameter
+
 MEMORY_DATASET = "kedro.io.memory_dataset.MemoryDataset"
 
 
@@ -34,10 +36,7 @@ class DatasetInfo:
 
     @property
     def is_memory(self) -> bool:
-        return not self.in_catalog or self.type.rsplit(".", 1)[-1] in {
-            "MemoryDataset",
-            "SharedMemoryDataset",
-        }
+        return not self.in_catalog or is_memory_type(self.type)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +49,6 @@ class NodeInfo:
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     func: str = ""
-
-
-def is_parameter(dataset: str) -> bool:
-    """``params:`` inputs and ``parameters`` are configuration, not data."""
-    return dataset == "parameters" or dataset.startswith("params:")
 
 
 @dataclass(frozen=True)

@@ -203,9 +203,18 @@ def _load(path: Path, wanted: Sequence[str], env: str | None) -> dict[str, Any]:
                 f"pipeline {name!r} of {metadata.package_name} has no nodes; "
                 "register nodes under it or deploy another pipeline (kedro-batch:pipelines)"
             )
-    with KedroSession.create(project_path=path, env=env) as session:
-        catalog = _catalog(session.load_context())
-        graphs = [_graph(name, registry[name], catalog, path) for name in wanted]
+    from kedro.config import MissingConfigException
+
+    try:
+        with KedroSession.create(project_path=path, env=env) as session:
+            catalog = _catalog(session.load_context())
+    except MissingConfigException as exc:
+        where = f"conf/{env}" if env else "conf/"
+        raise UserError(
+            f"Kedro could not read the configuration of {path.name} ({where}): {exc}; "
+            "create the folder or set kedro-batch:kedroEnv to an existing environment"
+        ) from None
+    graphs = [_graph(name, registry[name], catalog, path) for name in wanted]
     return {
         "package_name": metadata.package_name,
         "kedro_version": kedro.__version__,

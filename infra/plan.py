@@ -14,7 +14,8 @@ from typing import Any
 
 from infra import asl
 from infra.config import Settings
-from infra.graph import PipelineGraph, TaskGraph, one_task_per_node
+from infra.datasets import task_graph_for
+from infra.graph import PipelineGraph, TaskGraph
 from infra.kedro_project import KedroProject, load_project
 from infra.layout import critical_path, makespan, structure
 
@@ -77,7 +78,7 @@ def plan(settings: Settings) -> DeploymentPlan:
         pipelines[name] = PipelinePlan(
             name=name,
             graph=graph,
-            tasks=one_task_per_node(graph),
+            tasks=task_graph_for(graph, settings.intermediates, env=settings.kedro_env),
             orchestration=settings.orchestration,
             node_seconds=node_seconds(graph, settings.durations),
         )

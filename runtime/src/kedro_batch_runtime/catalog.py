@@ -1,0 +1,126 @@
+"""The catalog one task runs with: the project's own, with its data moved.
+
+Kedro builds a session's catalog from ``config_loader["catalog"]``, and a
+value set on that key explicitly is used instead of the files (a documented
+override). :func:`plan_catalog` computes that value: the project's catalog
+configuration plus an explicit entry for each dataset of the task that has
+to move (see :mod:`kedro_batch_runtime.layout` for where to). Everything
+else stays Kedro's: patterns, credentials, validators, the save version of
+unpinned datasets, and the catalog class the project configured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kedro.io import DataCatalog
+
+from kedro_batch_runtime.boundaries import (
+    NodeLike,
+    Storage,
+    base_name,
+    crossings,
+    is_parameter,
+    producers,
+    storage,
+)
+from kedro_batch_runtime.layout import project_relative, versioned_path
+from kedro_batch_runtime.settings import RunConfigError, RunSettings
+
+PICKLE_TYPE = "kedro_batch_runtime.datasets.PickleDataset"
+PATH_KEYS = ("filepath", "path")  # ``path``: PartitionedDataset and friends
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """One dataset the task reads or writes somewhere else than the project says."""
+
+    dataset: str
+    source: str  # the project's path, or "memory"
+    target: str
+
+
+@dataclass(frozen=True)
+class CatalogPlan:
+    config: dict[str, Any]
+    moves: tuple[Move, ...]
+    # Local paths outside the project (absolute, or climbing out of it):
+    # they stay on the disk of whatever machine runs the task.
+    left_local: tuple[str, ...]
+
+
+def plan_catalog(
+    conf: Mapping[str, Any],
+    credentials: Mapping[str, Any],
+    pipeline: Sequence[NodeLike],
+    task: Collection[str],
+    run: RunSettings,
+) -> CatalogPlan:
+    """Catalog configuration for the nodes named in ``task`` of ``pipeline``.
+
+    ``conf`` is the project's catalog configuration as loaded (relative paths
+    still relative). Only datasets that the task's nodes read or write are
+    looked at; the rest of the catalog is passed through untouched.
+    """
+    # A throwaway catalog answers "in the catalog?" and resolves patterns
+    # exactly as the session's will; it creates no dataset.
+    resolver = DataCatalog.from_config(dict(conf), dict(credentials))
+    written = producers(pipeline)
+    crossing = {base_name(c.dataset): c for c in crossings(pipeline, lambda name: name in task)}
+    entries: dict[str, Any] = {}
+    moves: list[Move] = []
+    left_local: list[str] = []
+    for name in _datasets(n for n in pipeline if n.name in task):
+        in_catalog = name in resolver
+        config = resolver.config_resolver.resolve_pattern(name) if in_catalog else {}
+        key = next((k for k in PATH_KEYS if isinstance(config.get(k), str)), None)
+        path: str | None = config[key] if key else None
+        kind = storage(in_catalog=in_catalog, type_name=config.get("type"), filepath=path)
+        if kind is Storage.MEMORY:
+            if base_name(name) in crossing:
+                target = _memory_target(name, crossing[base_name(name)].producer, run)
+                entries[name] = {"type": PICKLE_TYPE, "filepath": target}
+                moves.append(Move(name, "memory", target))
+            continue
+        if key is None or path is None:
+            continue
+        produced = base_name(name) in written
+        versioned = bool(config.get("versioned"))
+        target = path
+        if kind is Storage.LOCAL and run.intermediates != "error":
+            relative = project_relative(path)
+            if relative is None:
+                left_local.append(name)
+            else:
+                layout = run.layout(f"dataset {name!r} ({path})")
+                target = layout.local(relative, produced=produced, versioned=versioned)
+        if produced and versioned:
+            target = versioned_path(target, run.version)
+            entries[name] = {**config, key: target, "versioned": False}
+        elif target != path:
+            entries[name] = {**config, key: target}
+        if target != path:
+            moves.append(Move(name, path, target))
+    return CatalogPlan({**conf, **entries}, tuple(moves), tuple(left_local))
+
+
+def _datasets(nodes: Iterable[NodeLike]) -> list[str]:
+    seen: dict[str, None] = {}
+    for n in nodes:
+        for ds in (*n.inputs, *n.outputs):
+            if not is_parameter(ds):
+                seen.setdefault(ds)
+    return list(seen)
+
+
+def _memory_target(name: str, producer: str, run: RunSettings) -> str:
+    if run.intermediates != "persist":
+        raise RunConfigError(
+            f"MemoryDataset {name!r} (written by node {producer!r}) crosses this task's "
+            f"boundary, but intermediates mode {run.intermediates!r} does not persist "
+            "MemoryDatasets: the task list does not match the deployed state machine "
+            "(redeploy), or run with KEDRO_BATCH_INTERMEDIATES=persist"
+        )
+    return run.layout(f"MemoryDataset {name!r}").memory(name)

@@ -1,0 +1,100 @@
+"""Where one run keeps the data of a project written for a single machine.
+
+A Kedro project's relative paths (``data/01_raw/sales.csv``) name places on
+the machine that runs ``kedro run``. In a deployment every node runs in its
+own container, so those paths move into the data bucket, laid out like the
+project, and the runs sharing the bucket must not touch each other's data.
+With bucket ``B``, run id ``R`` (the Step Functions execution name) and run
+version ``V`` (derived from the execution's start time):
+
+======================================  =========================================
+dataset (relative path ``p``)            location
+======================================  =========================================
+free input of the deployed pipeline      ``s3://B/p`` (versioned: the latest
+                                         ``s3://B/p/<version>/<name>``, as Kedro)
+written by the pipeline, versioned       ``s3://B/p/V/<name>``
+written by the pipeline, unversioned     ``s3://B/runs/R/p``
+MemoryDataset crossing tasks             ``s3://B/runs/R/memory/<dataset>.pickle``
+======================================  =========================================
+
+Why: raw data is shared, so it sits where a user uploads it, mirroring the
+project. Versioned outputs are Kedro's own answer to keeping runs apart:
+the version folder does it, and the history stays where Kedro (and the next
+run's "latest") looks. Unversioned outputs would be overwritten by a
+concurrent run, so each run gets its own prefix (which a bucket lifecycle
+rule can expire). Absolute paths and paths that climb out of the project
+are left alone: they are a deliberate choice, such as a mounted volume.
+
+Every versioned dataset the pipeline writes, wherever it lives, is pinned
+to ``V`` for saving *and* loading, so all tasks of a run agree on one
+version and a task never reads a version written by another run. The pin
+is a plain path (``<filepath>/V/<name>``, Kedro's versioned layout) rather
+than ``Version(V, V)``: Kedro refuses to save a version that exists, which
+would fail every retry and redrive of a task that had already saved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from posixpath import basename, isabs, normpath
+from urllib.parse import urlsplit
+
+RUNS_PREFIX = "runs"
+MEMORY_FOLDER = "memory"
+
+
+def run_version(started: str) -> str:
+    """Kedro's version string for an ISO-8601 start time.
+
+    ``2026-11-26T22:34:40.123Z`` -> ``2026-11-26T22.34.40.123Z``, the format
+    of ``kedro.io.core.generate_timestamp`` (UTC, milliseconds), so run
+    versions sort among the versions ``kedro run`` writes.
+    """
+    moment = datetime.fromisoformat(started.strip())
+    if moment.tzinfo is None:
+        raise ValueError(f"{started!r} has no time zone; expected e.g. 2026-11-26T22:34:40.123Z")
+    moment = moment.astimezone(UTC)
+    return f"{moment:%Y-%m-%dT%H.%M.%S}.{moment.microsecond // 1000:03d}Z"
+
+
+def project_relative(filepath: str) -> str | None:
+    """``filepath`` as a normalised path inside the project, or ``None``.
+
+    ``None`` for URLs, absolute paths and relative paths that climb out of
+    the project (``../shared/x.csv``): a layout mirroring the project has no
+    place for them.
+    """
+    if urlsplit(filepath).scheme or isabs(filepath):
+        return None
+    relative = normpath(filepath)
+    if relative == ".." or relative.startswith("../"):
+        return None
+    return relative
+
+
+def versioned_path(filepath: str, version: str) -> str:
+    """Where Kedro keeps ``version`` of a versioned dataset at ``filepath``."""
+    path = filepath.rstrip("/")
+    return f"{path}/{version}/{basename(path)}"
+
+
+@dataclass(frozen=True, slots=True)
+class DataLayout:
+    """The locations of one run's data in the data bucket (see the module docstring)."""
+
+    bucket: str
+    run_id: str
+
+    def shared(self, relative: str) -> str:
+        return f"s3://{self.bucket}/{relative}"
+
+    def run_scoped(self, relative: str) -> str:
+        return f"s3://{self.bucket}/{RUNS_PREFIX}/{self.run_id}/{relative}"
+
+    def local(self, relative: str, *, produced: bool, versioned: bool) -> str:
+        """Location of a dataset at project-relative path ``relative``."""
+        return self.run_scoped(relative) if produced and not versioned else self.shared(relative)
+
+    def memory(self, dataset: str) -> str:
+        return self.run_scoped(f"{MEMORY_FOLDER}/{dataset}.pickle")
