@@ -28,7 +28,7 @@ lint: install
 	$(PY) -m ruff format --check .
 
 test: install lint
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 bench: install
 	$(PY) benchmarks/compiler.py

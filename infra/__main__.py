@@ -11,8 +11,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from infra.errors import UserError
+
+if TYPE_CHECKING:
+    from infra.ops import Aws
 
 
 def _override(text: str) -> tuple[str, str]:
@@ -37,7 +41,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override one config key (bare KEY means kedro-batch:KEY; JSON for lists/objects)",
+        help=(
+            "override one config key (bare KEY means kedro-batch:KEY; JSON for lists and "
+            "objects; an empty VALUE restores the default)"
+        ),
     )
 
 
@@ -91,6 +98,72 @@ def _local_run(args: argparse.Namespace) -> int:
     return 1 if "error" in report else 0
 
 
+def _aws(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--region", help="AWS region (default: the ARN's, else your AWS config)")
+    parser.add_argument(
+        "--endpoint-url", help="AWS endpoint to talk to instead of AWS's (e.g. an emulator)"
+    )
+    parser.add_argument(
+        "--interval",
+        type=_seconds,
+        default=5.0,
+        help="seconds between polls while following (default 5)",
+    )
+
+
+def _connection(args: argparse.Namespace) -> Aws:
+    from infra.ops import Aws
+
+    return Aws(region=args.region, endpoint_url=args.endpoint_url)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from infra.local_run import parse_params
+    from infra.ops import RunRequest, run
+
+    request = RunRequest(
+        stack=args.stack,
+        pipeline=args.pipeline,
+        params=parse_params(args.params),
+        follow=args.follow,
+        state_machine_arn=args.state_machine_arn,
+        name=args.name,
+        interval=args.interval,
+        aws=_connection(args),
+    )
+    return run(request)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from infra.ops import status
+
+    return status(
+        args.execution_arn,
+        aws=_connection(args),
+        durations=args.durations,
+        follow=args.follow,
+        interval=args.interval,
+    )
+
+
+def _redrive(args: argparse.Namespace) -> int:
+    from infra.ops import redrive
+
+    return redrive(
+        args.execution_arn,
+        aws=_connection(args),
+        follow=args.follow,
+        interval=args.interval,
+    )
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
+    return value
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -122,6 +195,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="most tasks running at once (default: CPU count)",
     )
     local.set_defaults(handler=_local_run)
+    start = commands.add_parser("run", help="run a deployed pipeline on AWS (start an execution)")
+    start.add_argument("--stack", default="dev", help="stack whose outputs name the state machine")
+    start.add_argument(
+        "--pipeline", help="pipeline to run (default: the stack's only or __default__)"
+    )
+    start.add_argument("--params", help="runtime parameters, k=v,a.b=v (as kedro run --params)")
+    start.add_argument("--follow", action="store_true", help="watch it; exit 1 if it fails")
+    start.add_argument("--state-machine-arn", help="run this state machine (no pulumi CLI needed)")
+    start.add_argument("--name", help="execution name, the Kedro run id (default: generated)")
+    _aws(start)
+    start.set_defaults(handler=_run)
+    show = commands.add_parser("status", help="node by node state of an execution")
+    show.add_argument("execution_arn", metavar="EXECUTION_ARN")
+    show.add_argument(
+        "--durations",
+        type=Path,
+        metavar="FILE",
+        help="write measured seconds per node (.json or .yaml) for kedro-batch:durations",
+    )
+    show.add_argument("--follow", action="store_true", help="watch it until it ends")
+    _aws(show)
+    show.set_defaults(handler=_status)
+    again = commands.add_parser(
+        "redrive", help="re-run only the failed or aborted nodes of an execution"
+    )
+    again.add_argument("execution_arn", metavar="EXECUTION_ARN")
+    again.add_argument("--follow", action="store_true", help="watch it; exit 1 if it fails")
+    _aws(again)
+    again.set_defaults(handler=_redrive)
     args = parser.parse_args(argv)
     try:
         return int(args.handler(args))

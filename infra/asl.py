@@ -84,13 +84,18 @@ FAILED_PIPELINE_ERROR = "KedroPipelineFailed"
 
 @dataclass(frozen=True, slots=True)
 class JobSpec:
-    """Per-task SubmitJob settings beyond the pipeline-wide queue and definition."""
+    """Per-task SubmitJob settings beyond the pipeline-wide queue and definition.
+
+    Retries are not among them: a ``RetryStrategy`` override replaces the job
+    definition's whole strategy, ``evaluateOnExit`` included, and would make
+    Batch retry a node's own failures. Tasks needing other retries get a job
+    definition of their own (``job_definition``).
+    """
 
     job_queue: str | None = None
     job_definition: str | None = None
     resource_requirements: Mapping[str, str] = field(default_factory=dict)  # Type -> Value
     timeout: int | None = None
-    attempts: int | None = None
 
 
 JobSpecs = Mapping[str, JobSpec] | Callable[[Task], JobSpec]
@@ -174,7 +179,7 @@ def build_definition(
 
     ``durations`` maps node names to expected seconds and steers the
     structured layout; ``groups`` fuses nodes into one task each; ``jobs``
-    gives per-task queue, definition, resources, timeout and attempts.
+    gives per-task queue, definition, resources and timeout.
     """
     if mode not in MODES:
         raise UserError(
@@ -282,8 +287,6 @@ class _Emitter:
         }
         if spec.timeout:
             params["Timeout"] = {"AttemptDurationSeconds": spec.timeout}
-        if spec.attempts:
-            params["RetryStrategy"] = {"Attempts": spec.attempts}
         return {
             "Type": "Task",
             "Resource": resource,

@@ -61,6 +61,7 @@ class Settings:
     on_demand_fallback: bool = False
     max_vcpus: int = 16
     instance_types: tuple[str, ...] = ("optimal",)
+    gpu_instance_types: tuple[str, ...] = ("g4dn", "g5", "g6")
     subnet_ids: tuple[str, ...] = ()
     security_group_ids: tuple[str, ...] = ()
     assign_public_ip: bool | None = None
@@ -138,7 +139,7 @@ def _string_list(raw: Any) -> tuple[str, ...]:
 def _non_empty_list(raw: Any) -> tuple[str, ...]:
     value = _string_list(raw)
     if not value:
-        raise ValueError("expected at least one pipeline name")
+        raise ValueError("expected a list with at least one entry")
     return value
 
 
@@ -233,6 +234,7 @@ _KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "onDemandFallback": ("on_demand_fallback", _bool),
     "maxVcpus": ("max_vcpus", _int_between(1, 10_000)),
     "instanceTypes": ("instance_types", _non_empty_list),
+    "gpuInstanceTypes": ("gpu_instance_types", _non_empty_list),
     "subnetIds": ("subnet_ids", _string_list),
     "securityGroupIds": ("security_group_ids", _string_list),
     "assignPublicIp": ("assign_public_ip", _bool),

@@ -245,9 +245,7 @@ class LocalBatch:
         except Exception as exc:  # a runner bug must not leave dependants waiting
             code, reason = -1, f"local runner error: {exc}"
         with self._lock:
-            self._finish(
-                job, "SUCCEEDED" if code == 0 else "FAILED", reason if code else "", code
-            )
+            self._finish(job, "SUCCEEDED" if code == 0 else "FAILED", reason if code else "", code)
 
     def _finish(self, job: Job, status: str, reason: str, code: int | None) -> None:
         job.status, job.status_reason, job.exit_code = status, reason, code
@@ -382,7 +380,9 @@ class Interpreter:
                 # Step Functions stops the sibling branches (and their jobs).
                 self.batch.cancel("Cancelled: a parallel branch failed")
 
-        threads = [threading.Thread(target=branch, args=(i,), daemon=True) for i in range(len(branches))]
+        threads = [
+            threading.Thread(target=branch, args=(i,), daemon=True) for i in range(len(branches))
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -453,4 +453,6 @@ def _error_matches(names: list[str], error: str) -> bool:
 
 
 def _catcher(state: Mapping[str, Any], exc: StateError) -> Mapping[str, Any] | None:
-    return next((c for c in state.get("Catch", ()) if _error_matches(c["ErrorEquals"], exc.error)), None)
+    return next(
+        (c for c in state.get("Catch", ()) if _error_matches(c["ErrorEquals"], exc.error)), None
+    )

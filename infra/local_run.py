@@ -23,29 +23,30 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
+from kedro_batch_runtime.boundaries import Storage
+from kedro_batch_runtime.layout import DataLayout, project_relative, run_version, versioned_path
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from infra.config import NAMESPACE, parse
-from infra.errors import UserError
-from kedro_batch_runtime.boundaries import Storage
-from kedro_batch_runtime.layout import DataLayout, project_relative, run_version, versioned_path
-
 from infra.datasets import Role, boundary_datasets, storage_of
+from infra.errors import UserError
 from infra.graph import PipelineGraph, one_task_per_node
 from infra.local_interpreter import ExecutionFailed, Interpreter, Job, LocalBatch
 from infra.plan import plan
 from infra.synth import Synthesis, stack_config, synthesize
 
 # What the default .dockerignore keeps out of the image: a task sees the same.
-IGNORED_NAMES = frozenset({".git", ".venv", "venv", "__pycache__", ".pytest_cache", ".ipynb_checkpoints"})
+IGNORED_NAMES = frozenset(
+    {".git", ".venv", "venv", "__pycache__", ".pytest_cache", ".ipynb_checkpoints"}
+)
 LOG_TAIL_LINES = 40
 REGION = "us-east-1"
 
@@ -128,7 +129,9 @@ def _upload_inputs(s3: Any, bucket: str, project: Path, graph: PipelineGraph) ->
         # A versioned input is a folder of versions: it goes up as it is.
         files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
         for path in files:
-            key = layout.shared(path.relative_to(project).as_posix()).removeprefix(f"s3://{bucket}/")
+            key = layout.shared(path.relative_to(project).as_posix()).removeprefix(
+                f"s3://{bucket}/"
+            )
             s3.upload_file(str(path), bucket, key)
             uploaded.append(key)
     return uploaded
@@ -205,10 +208,8 @@ class _Runner:
         with self._lock:
             procs = list(self._procs.values())
         for proc in procs:
-            try:
+            with suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
 
     def tail(self, job_id: str) -> str:
         log = self.logs.get(job_id)
@@ -278,7 +279,7 @@ class _Display:
         self._seen: dict[str, str] = {}
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def __enter__(self) -> _Display:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -466,5 +467,3 @@ def _download(s3: Any, bucket: str, into: Path) -> None:
             target = into / obj["Key"]
             target.parent.mkdir(parents=True, exist_ok=True)
             s3.download_file(bucket, obj["Key"], str(target))
-
-

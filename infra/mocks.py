@@ -27,6 +27,7 @@ _ARN_SHAPES: dict[str, tuple[str, str]] = {
     "aws:sfn/stateMachine:StateMachine": ("states", "stateMachine:"),
     "aws:iam/role:Role": ("iam", "role/"),
     "aws:iam/policy:Policy": ("iam", "policy/"),
+    "aws:iam/instanceProfile:InstanceProfile": ("iam", "instance-profile/"),
     "aws:s3/bucket:Bucket": ("s3", ""),
     "aws:s3/bucketV2:BucketV2": ("s3", ""),
     "aws:cloudwatch/logGroup:LogGroup": ("logs", "log-group:"),
@@ -44,23 +45,42 @@ def physical_name(logical: str, inputs: dict[str, Any]) -> str:
     if isinstance(given, str) and given:
         return given
     suffix = hashlib.sha1(logical.encode()).hexdigest()[:7]
+    prefix = inputs.get("namePrefix")
+    if isinstance(prefix, str) and prefix:
+        return f"{prefix}{suffix}"
     return f"{re.sub(r'[^A-Za-z0-9-]', '-', logical)[:48]}-{suffix}"
 
 
 class SynthMocks(pulumi.runtime.Mocks):
-    """Deterministic stand-ins for AWS and Docker resources."""
+    """Deterministic stand-ins for AWS and Docker resources, in ``region``."""
+
+    def __init__(self, region: str = REGION) -> None:
+        super().__init__()
+        self.region = region
+
+    def arn(self, typ: str, name: str) -> str | None:
+        """The ARN of a resource of type ``typ`` named ``name`` (job definitions: unrevised)."""
+        shape = _ARN_SHAPES.get(typ)
+        if not shape:
+            return None
+        service, prefix = shape
+        region = "" if service in ("iam", "s3") else self.region
+        account = "" if service == "s3" else ACCOUNT
+        return f"arn:{PARTITION}:{service}:{region}:{account}:{prefix}{name}"
+
+    @staticmethod
+    def resource_id(typ: str, name: str) -> str:
+        # A bucket's ID is its name, which the per-concern bucket resources take.
+        return name if typ == "aws:s3/bucket:Bucket" else f"{name}-id"
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = dict(args.inputs)
         name = physical_name(args.name, inputs)
         outputs: dict[str, Any] = {**inputs, "name": inputs.get("name", name)}
-        shape = _ARN_SHAPES.get(args.typ)
-        if shape:
-            service, prefix = shape
-            region = "" if service in ("iam", "s3") else REGION
-            account = "" if service == "s3" else ACCOUNT
-            arn = f"arn:{PARTITION}:{service}:{region}:{account}:{prefix}{name}"
+        arn = self.arn(args.typ, name)
+        if arn:
             if args.typ == "aws:batch/jobDefinition:JobDefinition":
+                outputs["arnPrefix"] = arn
                 arn += ":1"
                 outputs["revision"] = 1
             outputs["arn"] = arn
@@ -68,14 +88,15 @@ class SynthMocks(pulumi.runtime.Mocks):
             outputs["bucket"] = name
             outputs["bucketDomainName"] = f"{name}.s3.amazonaws.com"
         if args.typ == "aws:ecr/repository:Repository":
-            outputs["repositoryUrl"] = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{name}"
+            outputs["repositoryUrl"] = f"{ACCOUNT}.dkr.ecr.{self.region}.amazonaws.com/{name}"
+            outputs["registryId"] = ACCOUNT
         if args.typ.startswith("docker-build:index:Image"):
             digest = "sha256:" + hashlib.sha256(repr(sorted(inputs.items())).encode()).hexdigest()
             outputs["digest"] = digest
             tags = inputs.get("tags") or []
             repo = tags[0].rsplit(":", 1)[0] if tags else "image"
             outputs["ref"] = f"{repo}@{digest}"
-        return f"{name}-id", outputs
+        return self.resource_id(args.typ, name), outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
         token = args.token
@@ -87,23 +108,28 @@ class SynthMocks(pulumi.runtime.Mocks):
                 "id": ACCOUNT,
             }, []
         if token == "aws:index/getRegion:getRegion":
-            return {"name": REGION, "region": REGION, "id": REGION, "endpoint": ""}, []
+            region = self.region
+            return {"name": region, "region": region, "id": region, "endpoint": ""}, []
         if token == "aws:index/getPartition:getPartition":
             return {"partition": PARTITION, "dnsSuffix": "amazonaws.com", "id": PARTITION}, []
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            zones = [f"{REGION}{z}" for z in "abc"]
+            zones = [f"{self.region}{z}" for z in "abc"]
             return {
                 "names": zones,
-                "zoneIds": [f"use1-az{i}" for i in range(1, 4)],
-                "id": REGION,
+                "zoneIds": [f"az{i}" for i in range(1, 4)],
+                "id": self.region,
             }, []
         if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
             return {
                 "authorizationToken": "QVdTOnN5bnRo",
                 "userName": "AWS",
                 "password": "synth",
-                "proxyEndpoint": f"https://{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com",
+                "proxyEndpoint": f"https://{ACCOUNT}.dkr.ecr.{self.region}.amazonaws.com",
                 "expiresAt": "2100-01-01T00:00:00Z",
-                "id": REGION,
+                "registryId": ACCOUNT,
+                "id": self.region,
             }, []
+        if token == "aws:ec2/getSubnet:getSubnet":
+            subnet = str(args.args.get("id", "subnet-synth"))
+            return {"id": subnet, "vpcId": "vpc-synth", "availabilityZone": f"{self.region}a"}, []
         return dict(args.args), []

@@ -18,10 +18,10 @@ from typing import Any
 
 import yaml
 
+from infra.components.orchestration import PIPELINE_TAG
 from infra.config import NAMESPACE, REPO_ROOT
 from infra.errors import UserError
 
-PIPELINE_TAG = f"{NAMESPACE}:pipeline"
 STATE_MACHINE = "aws:sfn/stateMachine:StateMachine"
 
 
@@ -48,7 +48,8 @@ def stack_config(stack: str, overrides: Mapping[str, str] | None = None) -> dict
     """The stack's config as the Pulumi engine hands it to a program.
 
     Keys are namespaced (a bare key belongs to ``kedro-batch:``) and every
-    value is a string, lists and objects JSON-encoded.
+    value is a string, lists and objects JSON-encoded. An override with an
+    empty value removes the key, so its default applies.
     """
     path = REPO_ROOT / f"Pulumi.{stack}.yaml"
     if not path.is_file():
@@ -58,9 +59,12 @@ def stack_config(stack: str, overrides: Mapping[str, str] | None = None) -> dict
             f"or create it (pulumi stack init {stack})"
         )
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    raw: dict[str, Any] = dict(data.get("config") or {})
-    raw.update(overrides or {})
-    return {_qualified(k): v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
+    raw = {_qualified(k): v for k, v in (data.get("config") or {}).items()}
+    for key, value in (overrides or {}).items():
+        raw[_qualified(key)] = value
+        if value == "":
+            del raw[_qualified(key)]
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
 
 
 def _qualified(key: str) -> str:
@@ -73,14 +77,13 @@ def synthesize(stack: str = "dev", overrides: Mapping[str, str] | None = None) -
     from pulumi.runtime import mocks as pulumi_mocks
     from pulumi.runtime import set_all_config
 
-    from infra.mocks import SynthMocks
+    from infra.mocks import REGION, SynthMocks
 
     config = stack_config(stack, overrides)
     result = Synthesis(stack=stack)
-    monitor = _RecordingMonitor(SynthMocks(), result)
-    pulumi.runtime.set_mocks(
-        SynthMocks(), project=NAMESPACE, stack=stack, preview=False, monitor=monitor
-    )
+    mocks = SynthMocks(config.get("aws:region", REGION))
+    monitor = _RecordingMonitor(mocks, result)
+    pulumi.runtime.set_mocks(mocks, project=NAMESPACE, stack=stack, preview=False, monitor=monitor)
     set_all_config(config)
 
     @pulumi_mocks.test  # type: ignore[untyped-decorator]
@@ -108,7 +111,7 @@ class _RecordingMonitor:
         from pulumi.runtime.mocks import MockMonitor
 
         class Monitor(MockMonitor):  # type: ignore[misc]
-            def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC name)
+            def RegisterResource(self, request: Any) -> Any:
                 response = super().RegisterResource(request)
                 if request.type != "pulumi:pulumi:Stack":
                     options = {

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -86,9 +86,11 @@ def patched_moto() -> Iterator[None]:
 
     def normalise_parameters(self, parameters, boto_service_name=None, service_action_name=None):
         action = self._get_boto_service_action()
-        operation = model.operation_model(model.operation_names[
-            [o.lower() for o in model.operation_names].index(action.replace("_", ""))
-        ])
+        operation = model.operation_model(
+            model.operation_names[
+                [o.lower() for o in model.operation_names].index(action.replace("_", ""))
+            ]
+        )
         converted = _to_boto(parameters, operation.input_shape)
         parameters.clear()
         parameters.update(converted)
@@ -165,3 +167,52 @@ def wait(sfn: Any, execution_arn: str, timeout: float = 240.0) -> dict[str, Any]
         if time.monotonic() > deadline:
             raise TimeoutError(f"execution still running after {timeout}s")
         time.sleep(0.5)
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """A moto server on 127.0.0.1 (free port) in this process; yields its URL.
+
+    For code under test that talks to AWS over HTTP (``--endpoint-url``),
+    as the CLI does. It runs with :func:`patched_moto`'s patches (they are
+    process-wide, so the server's threads get them) and two more a server
+    needs: moto's interpreter calls Batch at ``localhost:$MOTO_PORT``
+    (default 5000), so ``MOTO_PORT`` is set to the server's port; and the
+    server handles requests on concurrent threads over the same unlocked
+    backends, so requests are serialised, as ``patched_moto`` serialises
+    in-process calls. ``MOTO_SIMPLE_BATCH_FAIL_AFTER`` is read when a job
+    runs, so a test may set it around one execution. Stopped on every exit.
+    """
+    import logging
+    import os
+
+    import requests
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    lock = threading.Lock()
+    dispatch = DomainDispatcherApplication.__call__
+    saved_port = os.environ.get("MOTO_PORT")
+
+    def serialised(app, environ, start_response):
+        with lock:
+            return dispatch(app, environ, start_response)
+
+    with patched_moto():
+        DomainDispatcherApplication.__call__ = serialised
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        try:
+            host, port = server.get_host_and_port()
+            os.environ["MOTO_PORT"] = str(port)
+            url = f"http://{host}:{port}"
+            requests.post(f"{url}/moto-api/config", json=MOTO_CONFIG, timeout=10).raise_for_status()
+            yield url
+        finally:
+            server.stop()
+            DomainDispatcherApplication.__call__ = dispatch
+            if saved_port is None:
+                os.environ.pop("MOTO_PORT", None)
+            else:
+                os.environ["MOTO_PORT"] = saved_port

@@ -68,9 +68,7 @@ def exact(definition: Mapping[str, Any]) -> Run:
     while True:
         state = definition["States"][name]
         if state["Type"] == "Task":
-            deps = [
-                d["JobId.$"].split(".")[2] for d in state["Parameters"].get("DependsOn", [])
-            ]
+            deps = [d["JobId.$"].split(".")[2] for d in state["Parameters"].get("DependsOn", [])]
             key = state["ResultPath"].split(".")[-1] if state.get("ResultPath") else "final"
             assert key not in run.jobs, f"job {key} submitted twice"
             for d in deps:

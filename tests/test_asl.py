@@ -239,9 +239,7 @@ def test_kedro_pipeline_object_is_accepted():
     def f(x):
         return x
 
-    pipe = Pipeline(
-        [node(f, "a", "b", name="one"), node(f, "b", "c", name="two")], namespace="ns"
-    )
+    pipe = Pipeline([node(f, "a", "b", name="one"), node(f, "b", "c", name="two")], namespace="ns")
     definition = asl.build_definition(pipe, job_queue=QUEUE, job_definition=JOBDEF)
     assert [simulate.task_nodes(t) for t in tasks(definition)] == ["ns.one", "ns.two"]
     json.dumps(definition)  # plain JSON

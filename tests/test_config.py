@@ -42,13 +42,17 @@ def test_values_arrive_as_pulumi_strings():
     [
         ("orchestration", "fast", "kedro-batch:orchestration: got 'fast'; expected one of"),
         ("intermediates", "keep", "kedro-batch:intermediates: got 'keep'"),
-        ("pipelines", "[]", "kedro-batch:pipelines: expected at least one"),
+        ("pipelines", "[]", "kedro-batch:pipelines: expected a list with at least one entry"),
         ("maxVcpus", "lots", "kedro-batch:maxVcpus: got 'lots'; expected a whole number"),
         ("logRetentionDays", "10", "kedro-batch:logRetentionDays: got '10'; CloudWatch accepts"),
         ("durations", '{"a": -1}', "kedro-batch:durations: 'a': got -1"),
         ("profiles", '{"big": {"cpus": 4}}', "profile 'big': unknown setting 'cpus'"),
         ("forceDestroy", "yes", "kedro-batch:forceDestroy: got 'yes'; expected true or false"),
-        ("maxVcpu", "4", "unknown config key kedro-batch:maxVcpu; did you mean kedro-batch:maxVcpus"),
+        (
+            "maxVcpu",
+            "4",
+            "unknown config key kedro-batch:maxVcpu; did you mean kedro-batch:maxVcpus",
+        ),
         ("tagProfiles", '{"large": "huge"}', "selects unknown profile 'huge'"),
     ],
 )

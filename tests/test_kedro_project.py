@@ -69,7 +69,11 @@ def test_two_projects_do_not_share_a_registry():
         ("does-not-exist", ["__default__"], "does not exist; set kedro-batch:projectDir"),
         ("../../../infra", ["__default__"], "is not a Kedro project"),
         ("broken_registry", ["__default__"], "pipeline_registry.py:"),
-        ("empty_pipeline", ["__default__"], "pipeline '__default__' of empty_pipeline has no nodes"),
+        (
+            "empty_pipeline",
+            ["__default__"],
+            "pipeline '__default__' of empty_pipeline has no nodes",
+        ),
         ("namespaced_defaults", ["gamma"], "pipeline 'gamma' is not registered"),
     ],
 )

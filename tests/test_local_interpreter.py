@@ -77,7 +77,9 @@ def test_both_modes_run_every_node_once_after_its_parents(g):
 
 def test_params_and_run_id_reach_every_task():
     recorder = Recorder()
-    definition = asl.build_definition(graph({"a": [], "b": ["a"]}), job_queue=QUEUE, job_definition=JOBDEF)
+    definition = asl.build_definition(
+        graph({"a": [], "b": ["a"]}), job_queue=QUEUE, job_definition=JOBDEF
+    )
     run(definition, recorder, params={"train": {"alpha": 0.5}})
     for env in recorder.envs.values():
         assert env[asl.ENV_RUN_ID] == "run-1"
@@ -88,7 +90,9 @@ def test_params_and_run_id_reach_every_task():
 def test_max_parallel_bounds_concurrent_jobs():
     recorder = Recorder(delay=0.05)
     wide = graph({f"n{i}": [] for i in range(8)})
-    run(asl.build_definition(wide, job_queue=QUEUE, job_definition=JOBDEF), recorder, max_parallel=2)
+    run(
+        asl.build_definition(wide, job_queue=QUEUE, job_definition=JOBDEF), recorder, max_parallel=2
+    )
     assert recorder.peak == 2
 
 

@@ -56,7 +56,11 @@ def execute(graph: PipelineGraph, mode: str, params: dict | None = None):
             for j in batch.list_jobs(jobQueue=queue, jobStatus=status)["jobSummaryList"]
         ]
         ids = [j["jobId"] for j in summaries]
-        jobs = [d for i in range(0, len(ids), 100) for d in batch.describe_jobs(jobs=ids[i : i + 100])["jobs"]]
+        jobs = [
+            d
+            for i in range(0, len(ids), 100)
+            for d in batch.describe_jobs(jobs=ids[i : i + 100])["jobs"]
+        ]
     return result, jobs
 
 

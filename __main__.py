@@ -1,0 +1,31 @@
+"""kedro-batch: the Pulumi program.
+
+Reads the stack's typed config, plans the deployment (loads the Kedro project
+and checks everything), then builds one ``KedroBatchDeployment``. A mistake
+in the project or the config stops here with one message, before any
+resource is registered.
+"""
+
+import re
+
+import pulumi
+
+from infra.components import KedroBatchDeployment
+from infra.config import from_pulumi
+from infra.errors import UserError
+from infra.plan import plan
+
+# Resource names start with this; lower-case and short enough for S3 bucket names.
+NAME = "kedro-batch-" + re.sub(r"[^a-z0-9-]", "-", pulumi.get_stack().lower())[:24]
+
+try:
+    deployment = KedroBatchDeployment(NAME, plan(from_pulumi()))
+except UserError as exc:
+    raise pulumi.RunError(str(exc)) from None
+
+pulumi.export("bucketName", deployment.bucket_name)
+pulumi.export("imageRef", deployment.image_ref)
+pulumi.export("jobQueueArns", deployment.job_queue_arns)
+pulumi.export("stateMachineArns", deployment.state_machine_arns)
+pulumi.export("consoleUrls", deployment.console_urls)
+pulumi.export("startExecutionCommands", deployment.start_execution_commands)

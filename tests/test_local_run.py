@@ -1,0 +1,107 @@
+"""``python -m infra local-run``: the deployed definition, run on this machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from infra.errors import UserError
+from infra.local_run import Options, local_run, parse_params
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "tests" / "fixtures" / "projects" / "runtime_tiny"
+NAMESPACED = ROOT / "tests" / "fixtures" / "projects" / "namespaced_defaults"
+NO_ENV = {"kedroEnv": ""}  # fixture projects have no conf/dev
+
+
+def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DO_NOT_TRACK": "1", "KEDRO_DISABLE_TELEMETRY": "true"}
+    return subprocess.run(
+        [sys.executable, "-m", "infra", "local-run", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+
+
+def run_quiet(**kwargs) -> tuple[dict, str]:
+    out = StringIO()
+    report = local_run(Options(**kwargs), console=Console(file=out, width=120))
+    return report, out.getvalue()
+
+
+def test_example_runs_end_to_end_with_report_and_kept_outputs(tmp_path: Path):
+    report_file, keep = tmp_path / "report.json", tmp_path / "bucket"
+    result = cli("--stack", "dev", "--report", str(report_file), "--keep", str(keep),
+                 "--params", "train.model.alpha=0.5")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(report_file.read_text())
+    assert report["pipeline"] == "__default__"
+    assert report["run_id"].startswith("local-")
+    assert len(report["nodes"]) == 16
+    assert {n["status"] for n in report["nodes"]} == {"SUCCEEDED"}
+    for node in report["nodes"]:
+        assert node["started"] <= node["finished"]
+    written = {d["name"]: d for d in report["datasets"]}
+    assert written["performance_report"]["bytes"] > 0
+    assert written["demand_model"]["uri"].endswith("/demand_model.pkl")
+    assert "memory/train.train_set.pickle" in written["train.train_set"]["uri"]
+    kept = keep / written["performance_report"]["uri"].split("/", 3)[3]
+    assert kept.is_file()
+    assert "alpha,0.5" in kept.read_text()
+
+
+def test_exact_mode_and_default_node_names_run_too():
+    report, _ = run_quiet(
+        overrides={"projectDir": str(NAMESPACED), **NO_ENV, "orchestration": "exact"}
+    )
+    assert {n["status"] for n in report["nodes"]} == {"SUCCEEDED"}
+    assert any("__" in n["name"] for n in report["nodes"])
+
+
+def test_node_failure_shows_the_log_and_stops_the_server():
+    report, output = run_quiet(overrides={"projectDir": str(TINY), **NO_ENV}, params={"fail": True})
+    statuses = {n["name"]: n["status"] for n in report["nodes"]}
+    assert "FAILED" in statuses.values() and "NOT_RUN" in statuses.values()
+    failed = [n for n, s in statuses.items() if s == "FAILED"]
+    assert f"node {failed[0]} failed" in output
+    assert "asked to fail" in output  # the node's own log tail
+    assert report["error"]["error"] == "KedroNodeFailed"
+    port = int(re.search(r"embedded S3 at http://127\.0\.0\.1:(\d+)", output).group(1))
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1)
+
+
+def test_cli_exit_status_is_1_on_failure():
+    result = cli("--project-dir", str(TINY), "-c", "kedroEnv=", "--params", "fail=true")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr.split("last log lines")[0]
+
+
+def test_missing_raw_input_names_the_dataset_and_path(tmp_path: Path):
+    project = tmp_path / "tiny"
+    shutil.copytree(TINY, project)
+    (project / "data" / "01_raw" / "numbers.csv").unlink()
+    with pytest.raises(UserError, match=r"raw input 'raw_numbers' is missing: .*numbers\.csv"):
+        run_quiet(overrides={"projectDir": str(project), **NO_ENV})
+
+
+def test_unknown_pipeline_lists_the_registered_ones():
+    result = cli("--project-dir", str(TINY), "-c", "kedroEnv=", "--pipeline", "nope")
+    assert result.returncode == 2
+    assert "pipeline 'nope' is not registered" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_params_parse_like_kedro():
+    assert parse_params("a=1,b.c=x,d=true,e=0.5") == {"a": 1, "b": {"c": "x"}, "d": True, "e": 0.5}
+    with pytest.raises(UserError, match="key=value"):
+        parse_params("oops")
