@@ -21,7 +21,9 @@ install: $(VENV)/.installed
 synth: install
 	$(PY) -m infra synth --stack $(STACK)
 
-demo: synth
+demo: install
+	rm -rf build/demo
+	$(PY) -m infra local-run --stack $(STACK) --keep build/demo --report build/demo/report.json
 
 lint: install
 	$(PY) -m ruff check .

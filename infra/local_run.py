@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from kedro_batch_runtime.boundaries import Storage
-from kedro_batch_runtime.layout import DataLayout, project_relative, run_version, versioned_path
+from kedro_batch_runtime.layout import RUNS_PREFIX, DataLayout, project_relative, run_version, versioned_path
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -407,7 +407,10 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
         report = _report(pipeline, run_id, rows, s3, bucket, written)
         if options.keep:
             _download(s3, bucket, options.keep)
-            console.print(f"bucket contents copied to {options.keep}/")
+            console.print(
+                f"bucket copied to {options.keep}/; this run's unversioned outputs are in "
+                f"{options.keep}/{RUNS_PREFIX}/{run_id}/"
+            )
         if failure is not None:
             failed = [r for r in rows if r.status == "FAILED"]
             for row in failed:
