@@ -30,7 +30,13 @@ from pathlib import Path
 from typing import Any, Self
 
 from kedro_batch_runtime.boundaries import Storage
-from kedro_batch_runtime.layout import RUNS_PREFIX, DataLayout, project_relative, run_version, versioned_path
+from kedro_batch_runtime.layout import (
+    RUNS_PREFIX,
+    DataLayout,
+    project_relative,
+    run_version,
+    versioned_path,
+)
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
