@@ -68,17 +68,20 @@ EVENTS_PARALLEL = 4  # Entered, Started, Succeeded, Exited
 EVENTS_PASS = 2
 EVENTS_EXECUTION = 2
 
-# SubmitJob is throttled at 50/s per account; wide fan-outs hit it.
+# SubmitJob is throttled at 50/s per account; wide fan-outs hit it. Defaults
+# (IntervalSeconds 1, BackoffRate 2.0) are left out: every byte is paid per task.
 THROTTLE_RETRY: dict[str, Any] = {
-    "ErrorEquals": ["Batch.AWSBatchException", "Batch.TooManyRequestsException"],
-    "IntervalSeconds": 2,
+    "ErrorEquals": ["Batch.AWSBatchException"],
     "MaxAttempts": 8,
-    "BackoffRate": 2.0,
     "MaxDelaySeconds": 60,
     "JitterStrategy": "FULL",
 }
 
 FAILED_NODE_ERROR = "KedroNodeFailed"
+# Keys of the run context the StartRun state builds (see _Emitter._start).
+CONTEXT_QUEUE = "q"
+CONTEXT_DEFINITION = "d"
+CONTEXT_ENV = "env"
 FAILED_PIPELINE_ERROR = "KedroPipelineFailed"
 
 
@@ -230,15 +233,25 @@ class _Emitter:
     # -- shared pieces -----------------------------------------------------
 
     def _start(self, first: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """States that normalise the execution input into ``{"params", ...}``.
+        """States that turn the execution input into the run's context.
 
         Runtime parameters arrive as ``{"params": {...}}``; an empty input is
-        fine. Everything else in the input is dropped so that every state's
-        payload stays a few hundred bytes whatever the pipeline size.
+        fine. The context holds what every task passes to Batch — queue, job
+        definition and the container environment (run id, start time, params)
+        — once, so each Task state refers to it instead of repeating it: a
+        2,000-node pipeline then fits in one definition. Everything else in
+        the input is dropped, so state payloads stay small at any size.
         """
         check, default, start = (
             self.states.claim(n) for n in ("ReadInput", "NoParams", "StartRun")
         )
+        environment: list[dict[str, str]] = [
+            {"Name": ENV_RUN_ID, "Value.$": "$$.Execution.Name"},
+            {"Name": ENV_RUN_STARTED, "Value.$": "$$.Execution.StartTime"},
+            {"Name": ENV_PARAMS, "Value.$": "States.JsonToString($.params)"},
+        ]
+        if self.pipeline:
+            environment.append({"Name": ENV_PIPELINE, "Value": self.pipeline})
         return {
             "StartAt": check,
             "States": {
@@ -257,7 +270,9 @@ class _Emitter:
                 start: {
                     "Type": "Pass",
                     "Parameters": {
-                        "params.$": "States.JsonToString($.params)",
+                        CONTEXT_QUEUE: self.job_queue,
+                        CONTEXT_DEFINITION: self.job_definition,
+                        CONTEXT_ENV: environment,
                         **(extra or {}),
                     },
                     "Next": first,
@@ -267,24 +282,24 @@ class _Emitter:
 
     def _submit(self, task: Task, resource: str, command: Sequence[str]) -> dict[str, Any]:
         spec = self.spec(task)
-        environment: list[dict[str, str]] = [
-            {"Name": ENV_RUN_ID, "Value.$": "$$.Execution.Name"},
-            {"Name": ENV_RUN_STARTED, "Value.$": "$$.Execution.StartTime"},
-            {"Name": ENV_PARAMS, "Value.$": "$.params"},
-        ]
-        if self.pipeline:
-            environment.append({"Name": ENV_PIPELINE, "Value": self.pipeline})
-        overrides: dict[str, Any] = {"Command": list(command), "Environment": environment}
+        overrides: dict[str, Any] = {
+            "Command": list(command),
+            "Environment.$": f"$.{CONTEXT_ENV}",
+        }
         if spec.resource_requirements:
             overrides["ResourceRequirements"] = [
                 {"Type": k, "Value": v} for k, v in sorted(spec.resource_requirements.items())
             ]
-        params: dict[str, Any] = {
-            "JobName": self.job_names.claim(task.name),
-            "JobQueue": spec.job_queue or self.job_queue,
-            "JobDefinition": spec.job_definition or self.job_definition,
-            "ContainerOverrides": overrides,
-        }
+        params: dict[str, Any] = {"JobName": self.job_names.claim(task.name)}
+        if spec.job_queue:
+            params["JobQueue"] = spec.job_queue
+        else:
+            params["JobQueue.$"] = f"$.{CONTEXT_QUEUE}"
+        if spec.job_definition:
+            params["JobDefinition"] = spec.job_definition
+        else:
+            params["JobDefinition.$"] = f"$.{CONTEXT_DEFINITION}"
+        params["ContainerOverrides"] = overrides
         if spec.timeout:
             params["Timeout"] = {"AttemptDurationSeconds": spec.timeout}
         return {
@@ -302,74 +317,104 @@ class _Emitter:
 
     def structured(self, tasks: TaskGraph, layout: Layout) -> dict[str, Any]:
         by_name = {t.name: t for t in tasks.tasks}
-        body_start, body = self._sequence(layout, by_name, "__end__")
+        failed = self.states.claim("Failed")
+        body_start, body = self._sequence(layout, by_name, "__end__", catch=failed)
         machine = self._start(body_start)
         machine["Comment"] = _comment(self.pipeline, "structured", len(tasks.tasks))
         machine["States"].update(body)
+        machine["States"].update(self._failure_states(failed))
         return machine
 
+    def _failure_states(self, failed: str) -> dict[str, Any]:
+        """Turn the first error into a failure that names the Kedro node(s).
+
+        A failed node's Task fails its branch, which fails every enclosing
+        Parallel (stopping the siblings' jobs), so one handler at the top
+        level sees the error: for a failed Batch job (``States.TaskFailed``)
+        its cause is the job description, whose command names the nodes.
+        Anything else (SubmitJob refused, say) fails with its own error.
+        """
+        read, node_failed, other = (
+            self.states.claim(n) for n in ("ReadFailedJob", "NodeFailed", "PipelineFailed")
+        )
+        return {
+            failed: {
+                "Type": "Choice",
+                "Choices": [
+                    {"Variable": "$.error.Error", "StringEquals": "States.TaskFailed", "Next": read}
+                ],
+                "Default": other,
+            },
+            read: {
+                "Type": "Pass",
+                "Parameters": {"job.$": "States.StringToJson($.error.Cause)"},
+                "ResultPath": "$.failure",
+                "Next": node_failed,
+            },
+            node_failed: {
+                "Type": "Fail",
+                "Error": FAILED_NODE_ERROR,
+                # Command is ["kedro-batch-task", "--nodes", "<names>"] (contract 4).
+                "CausePath": (
+                    "States.Format('Kedro node(s) {} failed. Batch job: {}', "
+                    "$.failure.job.Container.Command[2], $.error.Cause)"
+                ),
+            },
+            other: {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"},
+        }
+
     def _sequence(
-        self, layout: Layout, tasks: Mapping[str, Task], next_state: str
+        self,
+        layout: Layout,
+        tasks: Mapping[str, Task],
+        next_state: str,
+        catch: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """States for ``layout`` followed by ``next_state`` (``__end__``: End).
 
-        Built back to front so each state knows its successor.
+        Built back to front so each state knows its successor. ``catch``
+        names the failure handler; only the top level needs one.
         """
         parts = layout.parts if isinstance(layout, Series) else (layout,)
         states: dict[str, Any] = {}
-        names = [self._reserve(p, tasks) for p in parts]
+        names = [self._reserve(p) for p in parts]
         follow = next_state
         for part, name in zip(reversed(parts), reversed(names), strict=True):
-            state, extra = self._state(part, name, tasks)
+            state = self._state(part, tasks)
             _link(state, follow)
+            if catch:
+                state["Catch"] = [
+                    {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": catch}
+                ]
             states[name] = state
-            states.update(extra)
             follow = name
         # Keep the definition readable: states in execution order.
-        ordered = {n: states[n] for n in names}
-        ordered.update((k, v) for k, v in states.items() if k not in ordered)
-        return names[0], ordered
+        return names[0], {n: states[n] for n in names}
 
-    def _reserve(self, part: Layout, tasks: Mapping[str, Task]) -> str:
+    def _reserve(self, part: Layout) -> str:
         if isinstance(part, Leaf):
             return self.states.claim(part.task)
         self.parallels += 1
         return self.states.claim(f"Parallel-{self.parallels}")
 
-    def _state(
-        self, part: Layout, name: str, tasks: Mapping[str, Task]
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _state(self, part: Layout, tasks: Mapping[str, Task]) -> dict[str, Any]:
         if isinstance(part, Leaf):
-            return self._sync_task(tasks[part.task], name)
+            task = tasks[part.task]
+            state = self._submit(task, SUBMIT_JOB_SYNC, self._node_command(task))
+            # A Batch job description is several KB; nothing downstream needs it.
+            state["ResultPath"] = None
+            return state
         assert isinstance(part, Parallel)
         branches = []
         for branch in part.branches:
             start, states = self._sequence(branch, tasks, "__end__")
             branches.append({"StartAt": start, "States": states})
-        state = {
+        return {
             "Type": "Parallel",
-            "Comment": f"{len(part.branches)} branches, joined when all have finished",
             "Branches": branches,
             # Branch outputs are not needed downstream: keep the input as is.
             "ResultPath": None,
         }
-        return state, {}
-
-    def _sync_task(self, task: Task, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        state = self._submit(task, SUBMIT_JOB_SYNC, self._node_command(task))
-        # A Batch job description is several KB; nothing downstream needs it.
-        state["ResultPath"] = None
-        failed = self.states.claim(f"{name}-failed")
-        state["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": failed}]
-        fail = {
-            "Type": "Fail",
-            "Error": FAILED_NODE_ERROR,
-            "CausePath": (
-                "States.Format('Kedro node(s) {} failed. {}', "
-                f"'{_intrinsic_literal(', '.join(task.nodes))}', $.error.Cause)"
-            ),
-        }
-        return state, {failed: fail}
 
     # -- exact -------------------------------------------------------------
 
@@ -456,11 +501,6 @@ def _link(state: dict[str, Any], follow: str) -> None:
 def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
     for i in range(0, len(items), size):
         yield list(items[i : i + size])
-
-
-def _intrinsic_literal(text: str) -> str:
-    """Escape a string for a single-quoted intrinsic-function literal."""
-    return re.sub(r"([\\'{}])", r"\\\1", text)
 
 
 def _comment(pipeline: str | None, mode: str, tasks: int) -> str:

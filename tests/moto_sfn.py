@@ -10,7 +10,7 @@ defects are patched on the test side (DESIGN.md, "Offline verification"):
 * its in-process backends are not thread-safe, and wide ``Parallel`` states
   fail with "dictionary changed size during iteration": calls are serialised;
 * its context object holds ``$$.Execution.StartTime`` as a datetime, which
-  botocore cannot serialise; it becomes the ISO string AWS passes;
+  no JSON serialiser takes; it becomes the ISO string AWS passes;
 * a ``States.*`` error leaving a ``Parallel`` branch becomes ``States.Runtime``
   because ``CustomErrorName`` rejects the prefix: it is let through.
 """
@@ -35,9 +35,6 @@ MOTO_CONFIG = {
 
 
 def _to_boto(value: Any, shape: Shape | None) -> Any:
-    if isinstance(value, datetime):
-        # moto's context object holds a datetime where AWS has an ISO string.
-        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     if shape is None:
         return value
     if shape.type_name == "structure" and isinstance(value, dict):
@@ -73,6 +70,7 @@ def patched_moto() -> Iterator[None]:
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
         state_task_service_batch as batch_service,
     )
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
     service = batch_service.StateTaskServiceBatch
     model = boto3.session.Session().client("batch", region_name=REGION).meta.service_model
@@ -82,7 +80,18 @@ def patched_moto() -> Iterator[None]:
         service._normalise_response,
         BotocoreStubber.__call__,
         custom_error_name.CustomErrorName.__init__,
+        ExecutionWorker._get_evaluation_environment,
     )
+
+    def evaluation_environment(worker):
+        env = saved[4](worker)
+        execution = env.states.context_object.context_object_data["Execution"]
+        started = execution["StartTime"]
+        if isinstance(started, datetime):
+            # AWS hands the context object's StartTime over as an ISO string.
+            iso = started.astimezone(UTC).isoformat(timespec="milliseconds")
+            execution["StartTime"] = iso.replace("+00:00", "Z")
+        return env
 
     def normalise_parameters(self, parameters, boto_service_name=None, service_action_name=None):
         action = self._get_boto_service_action()
@@ -106,6 +115,7 @@ def patched_moto() -> Iterator[None]:
     service._normalise_response = normalise_response
     BotocoreStubber.__call__ = serialised_call
     custom_error_name.CustomErrorName.__init__ = ErrorName.__init__
+    ExecutionWorker._get_evaluation_environment = evaluation_environment
     try:
         yield
     finally:
@@ -114,6 +124,7 @@ def patched_moto() -> Iterator[None]:
             service._normalise_response,
             BotocoreStubber.__call__,
             custom_error_name.CustomErrorName.__init__,
+            ExecutionWorker._get_evaluation_environment,
         ) = saved
 
 

@@ -166,9 +166,7 @@ def test_task_command_and_environment(mode: str):
         overrides = task["Parameters"]["ContainerOverrides"]
         command = overrides["Command"]
         assert all(isinstance(c, str) for c in command)
-        env = {e["Name"]: e for e in overrides["Environment"]}
-        assert env[asl.ENV_RUN_ID]["Value.$"] == "$$.Execution.Name"
-        assert env[asl.ENV_PARAMS]["Value.$"] == "$.params"
+        assert overrides["Environment.$"] == "$.env"
         nodes = simulate.task_nodes(task)
         if nodes is not None:
             assert command[command.index("--nodes") + 1] in {"a.x", "b.y"}
@@ -185,20 +183,27 @@ def test_grouped_tasks_list_all_their_nodes_after_nodes_flag():
     assert commands == ["a,b", "c"]
 
 
-def test_structured_failure_names_the_node():
-    definition = build(graph({"train.fit": [], "report.plot": ["train.fit"]}))
-    state = definition["States"]["train.fit"]
-    fail = definition["States"][state["Catch"][0]["Next"]]
-    assert fail["Type"] == "Fail"
-    assert fail["Error"] == asl.FAILED_NODE_ERROR
-    assert "'train.fit'" in fail["CausePath"]
+def test_failures_are_handled_once_at_the_top_level():
+    g = graph({"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]})
+    definition = build(g)
+    top = definition["States"]
+    body = [s for s in top.values() if s["Type"] in ("Task", "Parallel")]
+    assert body and all(s["Catch"][0]["ErrorEquals"] == ["States.ALL"] for s in body)
+    nested = [
+        state
+        for _, parallel in asl.iter_states(definition)
+        for branch in parallel.get("Branches", ())
+        for state in branch["States"].values()
+    ]
+    assert nested and not any("Catch" in s for s in nested)
+    fail = next(s for s in top.values() if s.get("Error") == asl.FAILED_NODE_ERROR)
+    assert "Container.Command[2]" in fail["CausePath"]  # the --nodes element
 
 
-def test_node_names_are_escaped_inside_intrinsic_literals():
-    definition = build(graph({"it's {odd}": []}))
-    fail = next(s for _, s in asl.iter_states(definition) if s["Type"] == "Fail")
-    assert r"'it\'s \{odd\}'" in fail["CausePath"]
+def test_odd_node_names_stay_valid():
+    definition = build(graph({"it's {odd}": [], "päckage.nöde": ["it's {odd}"]}))
     assert Linter.validate(definition) == []
+    assert [simulate.task_nodes(t) for t in tasks(definition)] == ["it's {odd}", "päckage.nöde"]
 
 
 def test_empty_params_are_defaulted_and_payload_stays_small():
@@ -207,6 +212,30 @@ def test_empty_params_are_defaulted_and_payload_stays_small():
     assert start["Type"] == "Choice"
     assert definition["States"][start["Default"]]["Result"] == {}
     assert asl.limits(definition).payload_bytes < 4096
+
+
+@pytest.mark.parametrize("mode", asl.MODES)
+def test_run_context_carries_queue_definition_and_environment(mode: str):
+    definition = build(graph({"a.x": []}), mode, pipeline_name="p")
+    context = definition["States"]["StartRun"]["Parameters"]
+    assert context[asl.CONTEXT_QUEUE] == QUEUE
+    assert context[asl.CONTEXT_DEFINITION] == JOBDEF
+    env = {e["Name"]: e for e in context[asl.CONTEXT_ENV]}
+    assert env[asl.ENV_RUN_ID]["Value.$"] == "$$.Execution.Name"
+    assert env[asl.ENV_RUN_STARTED]["Value.$"] == "$$.Execution.StartTime"
+    assert env[asl.ENV_PARAMS]["Value.$"] == "States.JsonToString($.params)"
+    assert env[asl.ENV_PIPELINE]["Value"] == "p"
+
+
+def test_per_task_queue_and_resources_override_the_context():
+    spec = asl.JobSpec(
+        job_queue="gpu-q", job_definition="gpu-d", resource_requirements={"GPU": "1"}
+    )
+    definition = build(graph({"a": [], "b": ["a"]}), jobs={"b": spec})
+    a, b = (definition["States"][n]["Parameters"] for n in ("a", "b"))
+    assert a["JobQueue.$"] == "$.q" and a["JobDefinition.$"] == "$.d"
+    assert b["JobQueue"] == "gpu-q" and b["JobDefinition"] == "gpu-d"
+    assert b["ContainerOverrides"]["ResourceRequirements"] == [{"Type": "GPU", "Value": "1"}]
 
 
 def test_unknown_mode_is_a_user_error():

@@ -157,6 +157,14 @@ def task_of(definition: dict[str, Any], node: str) -> dict[str, Any]:
     return found
 
 
+def submitted(definition: dict, params: dict, field: str) -> str:
+    """The queue or job definition a Task submits to: its own, or the run context's."""
+    if field in params:
+        return params[field]
+    context = definition["States"]["StartRun"]["Parameters"]
+    return context[params[f"{field}.$"].removeprefix("$.")]
+
+
 def container(job_definition: dict[str, Any]) -> dict[str, Any]:
     return json.loads(job_definition["inputs"]["containerProperties"])
 
@@ -426,16 +434,17 @@ def test_gpu_nodes_go_to_the_gpu_queue_with_a_gpu_job_definition(runs):
     assert gpu_job["inputs"]["platformCapabilities"] == ["EC2"]
     assert "fargatePlatformConfiguration" not in container(gpu_job)
     assert {"type": "GPU", "value": "1"} in container(gpu_job)["resourceRequirements"]
-    fit = task_of(definitions(run)["__default__"], "train.fit_ridge_model")["Parameters"]
-    assert fit["JobQueue"] == run["outputs"]["jobQueueArns"]["gpu"]
-    assert fit["JobDefinition"] == arn_of(run, gpu_job, ":1")
+    definition = definitions(run)["__default__"]
+    fit = task_of(definition, "train.fit_ridge_model")["Parameters"]
+    assert submitted(definition, fit, "JobQueue") == run["outputs"]["jobQueueArns"]["gpu"]
+    assert submitted(definition, fit, "JobDefinition") == arn_of(run, gpu_job, ":1")
     assert fit["ContainerOverrides"]["ResourceRequirements"] == [
         {"Type": "GPU", "Value": "1"},
         {"Type": "MEMORY", "Value": "16384"},
         {"Type": "VCPU", "Value": "4"},
     ]
-    other = task_of(definitions(run)["__default__"], "train.predict_holdout")["Parameters"]
-    assert other["JobQueue"] == run["outputs"]["jobQueueArns"]["cpu"]
+    other = task_of(definition, "train.predict_holdout")["Parameters"]
+    assert submitted(definition, other, "JobQueue") == run["outputs"]["jobQueueArns"]["cpu"]
 
 
 # --- storage --------------------------------------------------------------------------
@@ -580,8 +589,8 @@ def test_tasks_submit_to_the_deployed_queue_and_job_definition(runs, stack):
     for definition in definitions(run).values():
         for task in tasks(definition):
             assert task["Resource"] == "arn:aws:states:::batch:submitJob.sync"
-            assert task["Parameters"]["JobQueue"] == queue
-            assert task["Parameters"]["JobDefinition"] in revisions
+            assert submitted(definition, task["Parameters"], "JobQueue") == queue
+            assert submitted(definition, task["Parameters"], "JobDefinition") in revisions
             # Retries live in the job definition; an override would drop evaluateOnExit.
             assert "RetryStrategy" not in task["Parameters"]
 
@@ -597,7 +606,7 @@ def test_prod_tasks_get_the_resources_their_tags_select(runs):
         {"Type": "VCPU", "Value": str(profiles["large"]["vcpu"])},
     ]
     assert large["Timeout"] == {"AttemptDurationSeconds": profiles["large"]["timeout"]}
-    assert large["JobDefinition"] == arn_of(run, four_attempts, ":1")
+    assert submitted(definition, large, "JobDefinition") == arn_of(run, four_attempts, ":1")
     assert four_attempts["inputs"]["retryStrategy"]["attempts"] == profiles["large"]["retries"] + 1
     small = task_of(definition, "ingest.clean_products")["Parameters"]
     assert small["ContainerOverrides"]["ResourceRequirements"] == [
