@@ -26,8 +26,8 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, cast
 
 from kedro_batch_runtime.settings import ENV_PARAMS, ENV_PIPELINE, ENV_RUN_ID, ENV_RUN_STARTED
 
@@ -42,13 +42,14 @@ from infra.graph import (
     one_task_per_node,
     topological_order,
 )
-from infra.layout import Layout, Leaf, Parallel, Series, structure
+from infra.layout import Layout, Leaf, Parallel, Series, leaves, structure
 
 Mode = Literal["structured", "exact"]
 MODES: tuple[Mode, ...] = ("structured", "exact")
 
 SUBMIT_JOB_SYNC = "arn:aws:states:::batch:submitJob.sync"
 SUBMIT_JOB = "arn:aws:states:::batch:submitJob"
+START_CHILD = "arn:aws:states:::states:startExecution.sync:2"
 TASK_COMMAND = ("kedro-batch-task",)
 BARRIER_COMMAND = ("kedro-batch-task", "--barrier")
 
@@ -60,6 +61,10 @@ MAX_PAYLOAD_BYTES = 262_144
 MAX_STATE_NAME = 80
 MAX_JOB_NAME = 128
 MAX_DEPENDS_ON = 20
+# A pipeline is split into child machines past these, below the hard limits:
+# headroom for SubmitJob retries (each adds history events) and estimates.
+SPLIT_BYTES = 1_000_000
+SPLIT_EVENTS = 20_000
 
 # History events per state kind on the success path (Standard workflows).
 EVENTS_SYNC_TASK = 6  # Entered, Scheduled, Started, Submitted, Succeeded, Exited
@@ -68,12 +73,12 @@ EVENTS_PARALLEL = 4  # Entered, Started, Succeeded, Exited
 EVENTS_PASS = 2
 EVENTS_EXECUTION = 2
 
-# SubmitJob is throttled at 50/s per account; wide fan-outs hit it. Defaults
+# SubmitJob is throttled at 50/s per account; wide fan-outs hit it. Waits are
+# drawn from 0..1 s, 0..2 s, ... 0..128 s (full jitter). Defaults
 # (IntervalSeconds 1, BackoffRate 2.0) are left out: every byte is paid per task.
 THROTTLE_RETRY: dict[str, Any] = {
     "ErrorEquals": ["Batch.AWSBatchException"],
     "MaxAttempts": 8,
-    "MaxDelaySeconds": 60,
     "JitterStrategy": "FULL",
 }
 
@@ -176,14 +181,109 @@ def build_definition(
     groups: Sequence[Sequence[str]] | None = None,
     jobs: JobSpecs | None = None,
     pipeline_name: str | None = None,
+    layout: Layout | None = None,
     layout_budget_seconds: float = 1.0,
 ) -> dict[str, Any]:
-    """The ASL definition that runs ``pipeline`` on Batch.
+    """The ASL definition that runs ``pipeline`` on Batch, as one state machine.
 
     ``durations`` maps node names to expected seconds and steers the
-    structured layout; ``groups`` fuses nodes into one task each; ``jobs``
-    gives per-task queue, definition, resources and timeout.
+    structured layout (or pass a ``layout`` computed once); ``groups`` fuses
+    nodes into one task each; ``jobs`` gives per-task queue, definition,
+    resources and timeout. :func:`build_machines` splits what does not fit.
     """
+    tasks, emitter = _prepare(
+        pipeline, job_queue, job_definition, mode, groups, jobs, pipeline_name
+    )
+    if mode == "exact":
+        return emitter.exact(tasks)
+    layout = layout or _layout(tasks, durations, layout_budget_seconds)
+    return emitter.structured(tasks, layout)
+
+
+@dataclass(frozen=True, slots=True)
+class ChildRef:
+    """A layout leaf standing for a child state machine (``key``)."""
+
+    key: str
+
+
+@dataclass(frozen=True)
+class Machine:
+    """One state machine of a pipeline; ``key`` is ``""`` for the pipeline's own.
+
+    ``template`` holds each child's ARN as :func:`child_placeholder` of its
+    key, filled in by :meth:`definition` once the children exist.
+    """
+
+    key: str
+    template: dict[str, Any]
+    children: tuple[str, ...] = ()
+
+    def definition(self, arns: Mapping[str, str]) -> dict[str, Any]:
+        values = {child_placeholder(k): arns[k] for k in self.children}
+        return cast(dict[str, Any], _substitute(self.template, values))
+
+
+def child_placeholder(key: str) -> str:
+    return f"${{child:{key}}}"
+
+
+def _substitute(value: Any, values: Mapping[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _substitute(v, values) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, values) for v in value]
+    return values.get(value, value) if isinstance(value, str) else value
+
+
+def build_machines(
+    pipeline: KedroPipelineLike | PipelineGraph,
+    *,
+    job_queue: str,
+    job_definition: str,
+    mode: str = "structured",
+    durations: Mapping[str, float] | None = None,
+    groups: Sequence[Sequence[str]] | None = None,
+    jobs: JobSpecs | None = None,
+    pipeline_name: str | None = None,
+    layout: Layout | None = None,
+    layout_budget_seconds: float = 1.0,
+) -> list[Machine]:
+    """Like :func:`build_definition`, split to stay within Step Functions' limits.
+
+    A structured pipeline whose one machine would pass ``SPLIT_BYTES`` or
+    ``SPLIT_EVENTS`` becomes a parent that starts child machines
+    (``states:startExecution.sync:2``), each with its own 1 MB definition and
+    25,000-event history. The split depends only on the layout and the
+    pipeline, never on ARNs, so every compile of a deployment agrees on it.
+    Children come first: the parent needs their ARNs.
+    """
+    tasks, emitter = _prepare(
+        pipeline, job_queue, job_definition, mode, groups, jobs, pipeline_name
+    )
+    if mode == "exact":
+        return [Machine("", emitter.exact(tasks))]
+    layout = layout or _layout(tasks, durations, layout_budget_seconds)
+    splitter = _Splitter(tasks, emitter.spec)
+    if splitter.fits_whole(tasks, layout):
+        return [Machine("", emitter.structured(tasks, layout))]
+    parent = splitter.split(layout)
+    machines = [
+        Machine(key, emitter.structured_child(tasks, part)) for key, part in splitter.children
+    ]
+    keys = tuple(key for key, _ in splitter.children)
+    return [*machines, Machine("", emitter.structured_parent(tasks, parent), keys)]
+
+
+def _prepare(
+    pipeline: KedroPipelineLike | PipelineGraph,
+    job_queue: str,
+    job_definition: str,
+    mode: str,
+    groups: Sequence[Sequence[str]] | None,
+    jobs: JobSpecs | None,
+    pipeline_name: str | None,
+) -> tuple[TaskGraph, _Emitter]:
     if mode not in MODES:
         raise UserError(
             f"unknown orchestration mode {mode!r}; set kedro-batch:orchestration to "
@@ -191,17 +291,109 @@ def build_definition(
         )
     tasks = task_graph(pipeline, groups)
     name = pipeline_name or (pipeline.name if isinstance(pipeline, PipelineGraph) else None)
-    spec = _spec_lookup(jobs)
-    emitter = _Emitter(job_queue, job_definition, spec, name)
-    if mode == "structured":
-        layout = structure(
-            tasks.names,
-            tasks.parents,
-            tasks.durations(durations),
-            budget_seconds=layout_budget_seconds,
+    return tasks, _Emitter(job_queue, job_definition, _spec_lookup(jobs), name)
+
+
+def _layout(tasks: TaskGraph, durations: Mapping[str, float] | None, budget: float) -> Layout:
+    return structure(tasks.names, tasks.parents, tasks.durations(durations), budget_seconds=budget)
+
+
+class _Splitter:
+    """Cuts a layout into child machines that each fit the split budget.
+
+    Costs are estimated per task from a Task state compiled against
+    placeholder ARNs of typical length, and add up over Series and Parallel.
+    """
+
+    _QUEUE = "arn:aws:batch:xx-xxxx-1:000000000000:job-queue/" + "x" * 40
+    _DEFINITION = "arn:aws:batch:xx-xxxx-1:000000000000:job-definition/" + "x" * 40 + ":1"
+
+    def __init__(self, tasks: TaskGraph, spec: Callable[[Task], JobSpec]) -> None:
+        self._tasks = {t.name: t for t in tasks.tasks}
+
+        def sized(task: Task) -> JobSpec:
+            # Only whether a task overrides its queue or definition counts, not
+            # the ARN itself: the split must not depend on ARN values.
+            own = spec(task)
+            return replace(
+                own,
+                job_queue=self._QUEUE if own.job_queue else None,
+                job_definition=self._DEFINITION if own.job_definition else None,
+            )
+
+        self._scratch = _Emitter(self._QUEUE, self._DEFINITION, sized, None)
+        self._memo: dict[int, tuple[int, int]] = {}
+        self.children: list[tuple[str, Layout]] = []
+
+    def cost(self, layout: Layout) -> tuple[int, int]:
+        """Estimated (definition bytes, history events) of ``layout``'s states."""
+        if id(layout) not in self._memo:
+            if isinstance(layout, Leaf):
+                task = self._tasks[layout.task]
+                state = self._scratch._submit(
+                    task, SUBMIT_JOB_SYNC, self._scratch._node_command(task)
+                )
+                state.update({"ResultPath": None, "Next": layout.task})
+                size = len(serialise({layout.task: state})) + len(layout.task)
+                self._memo[id(layout)] = (size, EVENTS_SYNC_TASK)
+            else:
+                children = layout.parts if isinstance(layout, Series) else layout.branches
+                costs = [self.cost(c) for c in children]
+                extra = (
+                    (60 + 30 * len(children), EVENTS_PARALLEL)
+                    if isinstance(layout, Parallel)
+                    else (0, 0)
+                )
+                self._memo[id(layout)] = (
+                    sum(c[0] for c in costs) + extra[0],
+                    sum(c[1] for c in costs) + extra[1],
+                )
+        return self._memo[id(layout)]
+
+    def fits_whole(self, tasks: TaskGraph, layout: Layout) -> bool:
+        """Whether one machine holds it, measured on the real definition
+        (compiled against the placeholder ARNs, so real ones cannot flip it)."""
+        usage = limits(self._scratch.structured(tasks, layout))
+        return usage.definition_bytes <= SPLIT_BYTES and usage.history_events <= SPLIT_EVENTS
+
+    def fits(self, layout: Layout, *more: Layout) -> bool:
+        size = sum(self.cost(p)[0] for p in (layout, *more)) + 2_000  # start and failure states
+        events = sum(self.cost(p)[1] for p in (layout, *more)) + 20
+        return size <= SPLIT_BYTES and events <= SPLIT_EVENTS
+
+    def split(self, layout: Layout) -> Layout:
+        """The parent's layout: every task moved into a child, greedily packed."""
+        if isinstance(layout, Leaf):
+            return self._child(layout)
+        series = isinstance(layout, Series)
+        children = layout.parts if isinstance(layout, Series) else layout.branches
+        result: list[Layout] = []
+        group: list[Layout] = []
+        for child in children:
+            if group and self.fits(*group, child):
+                group.append(child)
+                continue
+            if group:
+                result.append(self._pack(group, series))
+            group = [child] if self.fits(child) else []
+            if not group:
+                result.append(self.split(child))
+        if group:
+            result.append(self._pack(group, series))
+        return Series(tuple(result)) if series else Parallel(tuple(result))
+
+    def _pack(self, group: list[Layout], series: bool) -> Layout:
+        body = (
+            group[0]
+            if len(group) == 1
+            else (Series(tuple(group)) if series else Parallel(tuple(group)))
         )
-        return emitter.structured(tasks, layout)
-    return emitter.exact(tasks)
+        return self._child(body)
+
+    def _child(self, body: Layout) -> Layout:
+        key = f"part-{len(self.children) + 1}"
+        self.children.append((key, body))
+        return cast(Layout, ChildRef(key))
 
 
 def _spec_lookup(jobs: JobSpecs | None) -> Callable[[Task], JobSpec]:
@@ -316,6 +508,7 @@ class _Emitter:
     # -- structured --------------------------------------------------------
 
     def structured(self, tasks: TaskGraph, layout: Layout) -> dict[str, Any]:
+        self._new_machine()
         by_name = {t.name: t for t in tasks.tasks}
         failed = self.states.claim("Failed")
         body_start, body = self._sequence(layout, by_name, "__end__", catch=failed)
@@ -324,6 +517,72 @@ class _Emitter:
         machine["States"].update(body)
         machine["States"].update(self._failure_states(failed))
         return machine
+
+    def structured_child(self, tasks: TaskGraph, layout: Layout) -> dict[str, Any]:
+        """A part of a split pipeline: its input is the parent's run context."""
+        self._new_machine()
+        by_name = {t.name: t for t in tasks.tasks}
+        failed = self.states.claim("Failed")
+        body_start, body = self._sequence(layout, by_name, "__end__", catch=failed)
+        count = len(leaves(layout))
+        return {
+            "Comment": f"Part of {_comment(self.pipeline, 'structured', count)}",
+            "StartAt": body_start,
+            "States": {**body, **self._failure_states(failed)},
+        }
+
+    def structured_parent(self, tasks: TaskGraph, layout: Layout) -> dict[str, Any]:
+        """The machine that runs the parts of a split pipeline, in its layout."""
+        self._new_machine()
+        failed = self.states.claim("Failed")
+        body_start, body = self._sequence(layout, {}, "__end__", catch=failed)
+        machine = self._start(body_start)
+        machine["Comment"] = _comment(self.pipeline, "structured", len(tasks.tasks)) + (
+            " Split into child state machines to stay within Step Functions' limits."
+        )
+        machine["States"].update(body)
+        machine["States"].update(self._part_failure_states(failed))
+        return machine
+
+    def _new_machine(self) -> None:
+        # State names are per machine; job names stay unique across them.
+        self.states = state_namer()
+        self.parallels = 0
+
+    def _part_failure_states(self, failed: str) -> dict[str, Any]:
+        """A failed part fails the parent with the part's own error and cause."""
+        read, check, part_failed, other = (
+            self.states.claim(n)
+            for n in ("ReadFailedPart", "PartError", "PartFailed", "PipelineFailed")
+        )
+        return {
+            failed: {
+                "Type": "Choice",
+                "Choices": [
+                    {"Variable": "$.error.Error", "StringEquals": "States.TaskFailed", "Next": read}
+                ],
+                "Default": other,
+            },
+            read: {
+                "Type": "Pass",
+                "Parameters": {"part.$": "States.StringToJson($.error.Cause)"},
+                "ResultPath": "$.failure",
+                "Next": check,
+            },
+            check: {
+                "Type": "Choice",
+                "Choices": [
+                    {"Variable": "$.failure.part.Error", "IsPresent": True, "Next": part_failed}
+                ],
+                "Default": other,
+            },
+            part_failed: {
+                "Type": "Fail",
+                "ErrorPath": "$.failure.part.Error",
+                "CausePath": "$.failure.part.Cause",
+            },
+            other: {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"},
+        }
 
     def _failure_states(self, failed: str) -> dict[str, Any]:
         """Turn the first error into a failure that names the Kedro node(s).
@@ -394,10 +653,35 @@ class _Emitter:
     def _reserve(self, part: Layout) -> str:
         if isinstance(part, Leaf):
             return self.states.claim(part.task)
+        if isinstance(part, ChildRef):
+            return self.states.claim(f"run-{part.key}")
         self.parallels += 1
         return self.states.claim(f"Parallel-{self.parallels}")
 
     def _state(self, part: Layout, tasks: Mapping[str, Task]) -> dict[str, Any]:
+        if isinstance(part, ChildRef):
+            return {
+                "Type": "Task",
+                "Resource": START_CHILD,
+                "Parameters": {
+                    "StateMachineArn": child_placeholder(part.key),
+                    # The part runs with this run's context: its run id is ours.
+                    "Input": {
+                        f"{key}.$": f"$.{key}"
+                        for key in (CONTEXT_QUEUE, CONTEXT_DEFINITION, CONTEXT_ENV)
+                    }
+                    | {"AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$": "$$.Execution.Id"},
+                },
+                "ResultPath": None,
+                "Retry": [
+                    {
+                        "ErrorEquals": ["StepFunctions.ExecutionLimitExceeded"],
+                        "MaxAttempts": 8,
+                        "MaxDelaySeconds": 60,
+                        "JitterStrategy": "FULL",
+                    }
+                ],
+            }
         if isinstance(part, Leaf):
             task = tasks[part.task]
             state = self._submit(task, SUBMIT_JOB_SYNC, self._node_command(task))
@@ -535,7 +819,7 @@ def limits(definition: Mapping[str, Any]) -> Limits:
         states += 1
         kind = state["Type"]
         if kind == "Task":
-            sync = state["Resource"].endswith(".sync")
+            sync = ".sync" in state["Resource"]
             events += EVENTS_SYNC_TASK if sync else EVENTS_TASK
             if "ResultSelector" in state:
                 # {"tN":{"JobId":"<uuid>"}} accumulates in the state payload.

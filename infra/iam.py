@@ -18,6 +18,7 @@ VERSION = "2012-10-17"
 # The managed EventBridge rule Step Functions creates to learn when a Batch job
 # it started with ``.sync`` has finished.
 BATCH_EVENTS_RULE = "StepFunctionsGetEventsForBatchJobsRule"
+PARTS_EVENTS_RULE = "StepFunctionsGetEventsForStepFunctionsExecutionRule"
 
 # Step Functions delivers execution logs through CloudWatch Logs' vended-log
 # deliveries; none of these actions supports resource-level permissions.
@@ -128,6 +129,7 @@ def state_machine_policy(
     job_definition_arns: Sequence[str],
     logging: bool,
     tracing: bool,
+    part_machine_names: Sequence[str] = (),
 ) -> Policy:
     """Exactly what ``arn:aws:states:::batch:submitJob.sync`` needs, plus logs and tracing.
 
@@ -138,6 +140,11 @@ def state_machine_policy(
     SubmitJob and TerminateJob are also authorised against the job
     (``job/<id>``): its ID is unknown until submission, hence ``job/*``.
     DescribeJobs has no resource-level permissions.
+
+    ``part_machine_names`` are name patterns (``<prefix>-part-*``) of the child
+    machines a split pipeline starts with ``startExecution.sync:2``: their
+    names get a random suffix, and the parent must be allowed to start and
+    watch them before they exist.
     """
     batch = f"arn:{partition}:batch:{region}:{account_id}"
     definitions = [form for arn in job_definition_arns for form in (arn, f"{arn}:*")]
@@ -155,6 +162,32 @@ def state_machine_policy(
             f"arn:{partition}:events:{region}:{account_id}:rule/{BATCH_EVENTS_RULE}",
         ),
     ]
+    if part_machine_names:
+        states = f"arn:{partition}:states:{region}:{account_id}"
+        statements += [
+            _allow(
+                "StartParts",
+                ("states:StartExecution",),
+                [f"{states}:stateMachine:{n}" for n in part_machine_names],
+            ),
+            # The express-execution form is what the Service Authorization
+            # Reference (and parliament) also lists for DescribeExecution;
+            # parts are STANDARD machines, so it matches nothing more.
+            _allow(
+                "WatchParts",
+                ("states:DescribeExecution", "states:StopExecution"),
+                [
+                    form
+                    for n in part_machine_names
+                    for form in (f"{states}:execution:{n}:*", f"{states}:express:{n}:*:*")
+                ],
+            ),
+            _allow(
+                "PartCompletionEvents",
+                ("events:PutTargets", "events:PutRule", "events:DescribeRule"),
+                f"arn:{partition}:events:{region}:{account_id}:rule/{PARTS_EVENTS_RULE}",
+            ),
+        ]
     if logging:
         statements.append(_allow("DeliverExecutionLogs", LOG_DELIVERY_ACTIONS, "*"))
     if tracing:

@@ -283,6 +283,7 @@ class LocalBatch:
 
 SUBMIT_JOB = "arn:aws:states:::batch:submitJob"
 SUBMIT_JOB_SYNC = SUBMIT_JOB + ".sync"
+START_EXECUTION_SYNC = "arn:aws:states:::states:startExecution.sync:2"
 
 
 class Interpreter:
@@ -294,11 +295,14 @@ class Interpreter:
         batch: LocalBatch,
         context: Mapping[str, Any],
         sleep: Callable[[float], None] = time.sleep,
+        machines: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.definition = definition
         self.batch = batch
         self.context = context
         self.sleep = sleep
+        # ARN -> definition of the machines a split pipeline starts.
+        self.machines = machines or {}
 
     def run(self, execution_input: Any) -> Any:
         try:
@@ -360,12 +364,29 @@ class Interpreter:
         return _set_path(data, state.get("ResultPath", "$"), result), _next(state)
 
     def _task(self, resource: str, params: dict[str, Any]) -> Any:
+        if resource == START_EXECUTION_SYNC:
+            return self._child(params)
         if resource not in (SUBMIT_JOB, SUBMIT_JOB_SYNC):
             raise StateError("States.Runtime", f"resource {resource} is not supported locally")
         job = self.batch.submit(params)
         if resource == SUBMIT_JOB_SYNC:
             return self.batch.wait(job)
         return {"JobId": job.job_id, "JobName": job.name}
+
+    def _child(self, params: dict[str, Any]) -> Any:
+        """``startExecution.sync:2``: run the child machine to its end, here."""
+        arn = params["StateMachineArn"]
+        if arn not in self.machines:
+            raise StateError("StepFunctions.StateMachineDoesNotExistException", arn)
+        name = f"{self.context['Execution']['Name']}-{arn.rsplit(':', 1)[-1]}"
+        context = {**self.context, "Execution": {**self.context["Execution"], "Name": name}}
+        child = Interpreter(self.machines[arn], self.batch, context, self.sleep, self.machines)
+        try:
+            output = child.run(params.get("Input", {}))
+        except ExecutionFailed as exc:
+            described = {"Status": "FAILED", "Error": exc.error, "Cause": exc.cause}
+            raise StateError(TASK_FAILED, json.dumps(described)) from None
+        return {"Status": "SUCCEEDED", "Output": output}
 
     def _parallel(self, state: Mapping[str, Any], data: Any) -> list[Any]:
         branches = state["Branches"]

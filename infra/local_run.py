@@ -399,7 +399,10 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
         try:
             with _Display(console, title, lambda: _rows(graph, batch, runner)):
                 try:
-                    Interpreter(definition, batch, context).run({"params": options.params})
+                    interpreter = Interpreter(
+                        definition, batch, context, machines=synthesis.machine_arns
+                    )
+                    interpreter.run({"params": options.params})
                 except ExecutionFailed as exc:
                     failure = exc
         except KeyboardInterrupt:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from infra import asl
@@ -17,7 +18,7 @@ from infra.config import Settings
 from infra.datasets import task_graph_for
 from infra.graph import PipelineGraph, TaskGraph
 from infra.kedro_project import KedroProject, load_project
-from infra.layout import critical_path, makespan, structure
+from infra.layout import Layout, critical_path, makespan, structure
 
 
 @dataclass(frozen=True)
@@ -30,28 +31,49 @@ class PipelinePlan:
     orchestration: str
     node_seconds: Mapping[str, float]
 
-    def definition(
+    @cached_property
+    def layout(self) -> Layout | None:
+        """The structured layout, computed once: every compile of a deployment
+        (the split into machines, each definition) must agree on it."""
+        if self.orchestration != "structured":
+            return None
+        return structure(
+            self.tasks.names, self.tasks.parents, self.tasks.durations(self.node_seconds)
+        )
+
+    def machines(
         self, job_queue: str, job_definition: str, jobs: asl.JobSpecs | None = None
-    ) -> dict[str, Any]:
-        """The checked ASL definition for these queue and job definition ARNs."""
-        definition = asl.build_definition(
+    ) -> list[asl.Machine]:
+        """The checked state machines for these queue and job definition ARNs:
+        one, or child parts then their parent when one cannot hold the pipeline."""
+        machines = asl.build_machines(
             self.graph,
             job_queue=job_queue,
             job_definition=job_definition,
             mode=self.orchestration,
-            durations=self.node_seconds,
             groups=[t.nodes for t in self.tasks.tasks],
             jobs=jobs,
             pipeline_name=self.name,
+            layout=self.layout,
         )
-        asl.check_limits(definition, self.name)
-        return definition
+        for machine in machines:
+            asl.check_limits(machine.template, self.name)
+        return machines
+
+    def definition(
+        self, job_queue: str, job_definition: str, jobs: asl.JobSpecs | None = None
+    ) -> dict[str, Any]:
+        """The pipeline's own machine (with placeholders for any parts)."""
+        return self.machines(job_queue, job_definition, jobs)[-1].template
 
     def structure_ratio(self) -> float:
-        """Makespan of the structured layout over the critical path (equal durations)."""
+        """Makespan of the deployed layout over the critical path, at equal
+        durations (1.0 in exact mode: Batch follows the DAG itself)."""
+        if self.layout is None:
+            return 1.0
         ones = {t: 1.0 for t in self.tasks.names}
-        layout = structure(self.tasks.names, self.tasks.parents, ones)
-        return makespan(layout, ones) / critical_path(self.tasks.names, self.tasks.parents, ones)
+        cp = critical_path(self.tasks.names, self.tasks.parents, ones)
+        return makespan(self.layout, ones) / cp
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from infra.components.orchestration import PIPELINE_TAG
+from infra.components.orchestration import PART_TAG, PIPELINE_TAG
 from infra.config import NAMESPACE, REPO_ROOT
 from infra.errors import UserError
 
@@ -35,12 +35,36 @@ class Synthesis:
 
     @property
     def definitions(self) -> dict[str, dict[str, Any]]:
-        """Pipeline name -> ASL definition, from the tagged state machines."""
+        """Pipeline name -> the ASL definition of its own state machine."""
+        return {
+            pipeline: definition
+            for (pipeline, part), definition in self.machines.items()
+            if not part
+        }
+
+    @property
+    def parts(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """(pipeline, part) -> definition of the child machines of split pipelines."""
+        return {key: d for key, d in self.machines.items() if key[1]}
+
+    @property
+    def machine_arns(self) -> dict[str, dict[str, Any]]:
+        """State machine ARN (as the mocks made it) -> definition."""
+        return {
+            r["arn"]: json.loads(r["inputs"]["definition"])
+            for r in self.resources
+            if r["type"] == STATE_MACHINE
+        }
+
+    @property
+    def machines(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """(pipeline, part) -> definition; part is ``""`` for a pipeline's own machine."""
         found = {}
         for r in self.resources:
             if r["type"] == STATE_MACHINE:
-                pipeline = (r["inputs"].get("tags") or {}).get(PIPELINE_TAG, r["name"])
-                found[pipeline] = json.loads(r["inputs"]["definition"])
+                tags = r["inputs"].get("tags") or {}
+                key = (tags.get(PIPELINE_TAG, r["name"]), tags.get(PART_TAG, ""))
+                found[key] = json.loads(r["inputs"]["definition"])
         return found
 
 
@@ -120,12 +144,14 @@ class _RecordingMonitor:
                         "protect": bool(request.protect),
                         "parent": request.parent.rsplit("::", 1)[-1] if request.parent else None,
                     }
+                    outputs = rpc.deserialize_properties(response.object)
                     result.resources.append(
                         {
                             "type": request.type,
                             "name": request.name,
                             "inputs": _plain(rpc.deserialize_properties(request.object)),
                             "options": options,
+                            **({"arn": outputs["arn"]} if "arn" in outputs else {}),
                         }
                     )
                 return response
@@ -145,15 +171,17 @@ def _plain(value: Any) -> Any:
 
 
 def write(synthesis: Synthesis, out: Path) -> list[Path]:
-    """Write ``<pipeline>.asl.json``, ``<pipeline>.mmd`` and ``resources.json``."""
+    """Write ``<pipeline>.asl.json``, ``<pipeline>.mmd`` (and ``<pipeline>.<part>.*``
+    for the child machines of a split pipeline) and ``resources.json``."""
     from infra.mermaid import flowchart
 
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for pipeline, definition in synthesis.definitions.items():
-        asl_path = out / f"{pipeline}.asl.json"
+    for (pipeline, part), definition in synthesis.machines.items():
+        stem = f"{pipeline}.{part}" if part else pipeline
+        asl_path = out / f"{stem}.asl.json"
         asl_path.write_text(json.dumps(definition, indent=2) + "\n", encoding="utf-8")
-        mmd_path = out / f"{pipeline}.mmd"
+        mmd_path = out / f"{stem}.mmd"
         mmd_path.write_text(flowchart(definition), encoding="utf-8")
         written += [asl_path, mmd_path]
     resources_path = out / "resources.json"

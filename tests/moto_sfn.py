@@ -4,9 +4,10 @@ moto 5.2.5 can run state machines whose tasks submit Batch jobs, once four
 defects are patched on the test side (DESIGN.md, "Offline verification"):
 
 * its interpreter hands ASL's PascalCase ``Parameters`` to botocore as they
-  are, so every ``batch:submitJob`` fails with ``KeyError: 'JobName'``; they
-  are converted with botocore's service model, and responses back to the
-  PascalCase Step Functions shows, as LocalStack does;
+  are, so every ``batch:submitJob`` fails with ``KeyError: 'JobName'`` (and
+  ``states:startExecution`` likewise); they are converted with botocore's
+  service model, and responses back to the PascalCase Step Functions shows,
+  as LocalStack does;
 * its in-process backends are not thread-safe, and wide ``Parallel`` states
   fail with "dictionary changed size during iteration": calls are serialised;
 * its context object holds ``$$.Execution.StartTime`` as a datetime, which
@@ -68,12 +69,13 @@ def patched_moto() -> Iterator[None]:
     from moto.stepfunctions.parser.asl.component.common.error_name import custom_error_name
     from moto.stepfunctions.parser.asl.component.common.error_name.error_name import ErrorName
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
-        state_task_service_batch as batch_service,
+        state_task_service as task_service,
     )
     from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
-    service = batch_service.StateTaskServiceBatch
-    model = boto3.session.Session().client("batch", region_name=REGION).meta.service_model
+    # Every service integration (batch, and states for split pipelines' parts).
+    service = task_service.StateTaskService
+    models: dict[str, Any] = {}
     lock = threading.RLock()
     saved = (
         service._normalise_parameters,
@@ -94,7 +96,12 @@ def patched_moto() -> Iterator[None]:
         return env
 
     def normalise_parameters(self, parameters, boto_service_name=None, service_action_name=None):
-        action = self._get_boto_service_action()
+        name = boto_service_name or self._get_boto_service_name()
+        if name not in models:
+            client = boto3.session.Session().client(name, region_name=REGION)
+            models[name] = client.meta.service_model
+        model = models[name]
+        action = service_action_name or self._get_boto_service_action()
         operation = model.operation_model(
             model.operation_names[
                 [o.lower() for o in model.operation_names].index(action.replace("_", ""))

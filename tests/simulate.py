@@ -29,20 +29,32 @@ def task_nodes(state: Mapping[str, Any]) -> str | None:
     return command[command.index("--nodes") + 1]
 
 
-def structured(definition: Mapping[str, Any], durations: Mapping[str, float]) -> Run:
+def structured(
+    definition: Mapping[str, Any],
+    durations: Mapping[str, float],
+    machines: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Run:
+    """``machines``: ARN -> definition of the parts a split pipeline starts."""
     run = Run()
-    _machine(definition, 0.0, durations, run)
+    _machine(definition, 0.0, durations, run, machines or {})
     return run
 
 
 def _machine(
-    machine: Mapping[str, Any], start: float, durations: Mapping[str, float], run: Run
+    machine: Mapping[str, Any],
+    start: float,
+    durations: Mapping[str, float],
+    run: Run,
+    machines: Mapping[str, Mapping[str, Any]],
 ) -> float:
     name = machine["StartAt"]
     clock = start
     while True:
         state = machine["States"][name]
-        if state["Type"] == "Task":
+        if state["Type"] == "Task" and "StateMachineArn" in state["Parameters"]:
+            part = machines[state["Parameters"]["StateMachineArn"]]
+            clock = _machine(part, clock, durations, run, machines)
+        elif state["Type"] == "Task":
             nodes = task_nodes(state)
             assert nodes is not None
             finish = clock + sum(durations[n] for n in nodes.split(","))
@@ -50,7 +62,7 @@ def _machine(
             run.runs.append(nodes)
             clock = finish
         elif state["Type"] == "Parallel":
-            clock = max(_machine(b, clock, durations, run) for b in state["Branches"])
+            clock = max(_machine(b, clock, durations, run, machines) for b in state["Branches"])
         elif state["Type"] == "Choice":
             name = state["Default"]
             continue

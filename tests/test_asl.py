@@ -272,3 +272,61 @@ def test_kedro_pipeline_object_is_accepted():
     definition = asl.build_definition(pipe, job_queue=QUEUE, job_definition=JOBDEF)
     assert [simulate.task_nodes(t) for t in tasks(definition)] == ["ns.one", "ns.two"]
     json.dumps(definition)  # plain JSON
+
+
+def layered(n: int, seed: int = 1) -> PipelineGraph:
+    """A Kedro-like pipeline: layers of 1-12 nodes reading 1-2 of the last three layers."""
+    import random
+
+    rng = random.Random(seed)
+    layers: list[list[str]] = []
+    names: list[str] = []
+    while len(names) < n:
+        layer = [
+            f"ns{(len(names) + i) % 7}.step_{len(names) + i:05d}"
+            for i in range(min(rng.randint(1, 12), n - len(names)))
+        ]
+        layers.append(layer)
+        names += layer
+    parents = {}
+    for i, layer in enumerate(layers):
+        pool = [t for lay in layers[max(0, i - 3) : i] for t in lay]
+        for t in layer:
+            parents[t] = rng.sample(pool, min(len(pool), rng.randint(1, 2))) if pool else []
+    return graph(parents)
+
+
+def test_two_thousand_nodes_fit_one_machine():
+    g = layered(2000)
+    machines = asl.build_machines(g, job_queue=QUEUE, job_definition=JOBDEF)
+    assert [m.key for m in machines] == [""]
+    usage = asl.check_limits(machines[0].template, "p")
+    assert usage.definition_bytes <= asl.MAX_DEFINITION_BYTES
+
+
+def test_five_thousand_nodes_split_into_parts_within_every_limit():
+    g = layered(5000)
+    machines = asl.build_machines(g, job_queue=QUEUE, job_definition=JOBDEF)
+    parent = machines[-1]
+    assert parent.key == "" and len(machines) > 2
+    assert set(parent.children) == {m.key for m in machines[:-1]}
+    arns = {
+        m.key: f"arn:aws:states:eu-west-1:123456789012:stateMachine:p-{m.key}" for m in machines
+    }
+    definitions = {arns[m.key]: m.definition(arns) for m in machines}
+    for definition in definitions.values():
+        asl.check_limits(definition, "p")
+        assert Linter.validate(definition) == []
+    seconds = dict.fromkeys(g.node_names, 1.0)
+    run = simulate.structured(definitions[arns[""]], seconds, definitions)
+    assert sorted(run.runs) == sorted(g.node_names)
+    for node, parents in g.parents.items():
+        for p in parents:
+            assert run.spans[p][1] <= run.spans[node][0]
+
+
+def test_split_does_not_depend_on_arns():
+    g = layered(5000)
+    short = asl.build_machines(g, job_queue="q", job_definition="d")
+    long = asl.build_machines(g, job_queue=QUEUE * 3, job_definition=JOBDEF * 3)
+    assert [m.key for m in short] == [m.key for m in long]

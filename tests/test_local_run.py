@@ -105,3 +105,11 @@ def test_params_parse_like_kedro():
     assert parse_params("a=1,b.c=x,d=true,e=0.5") == {"a": 1, "b": {"c": "x"}, "d": True, "e": 0.5}
     with pytest.raises(UserError, match="key=value"):
         parse_params("oops")
+
+
+def test_split_pipeline_runs_its_parts_locally(monkeypatch: pytest.MonkeyPatch):
+    from infra import asl
+
+    monkeypatch.setattr(asl, "SPLIT_BYTES", 2_500)
+    report, output = run_quiet(overrides={"projectDir": str(TINY), **NO_ENV})
+    assert {n["status"] for n in report["nodes"]} == {"SUCCEEDED"}, output

@@ -22,6 +22,7 @@ from infra.plan import PipelinePlan
 from infra.resources import JobClass, ResourcePlan
 
 PIPELINE_TAG = f"{NAMESPACE}:pipeline"  # the offline synth finds each definition by it
+PART_TAG = f"{NAMESPACE}:part"  # on the child machines of a split pipeline
 
 
 class PipelineStateMachines(pulumi.ComponentResource):
@@ -52,6 +53,17 @@ class PipelineStateMachines(pulumi.ComponentResource):
         queue_arns = pulumi.Output.all(*[queues[c] for c in classes])
         definition_arns = pulumi.Output.all(*[job_definitions[c].arn for c in classes])
         definition_prefixes = pulumi.Output.all(*[job_definitions[c].arn_prefix for c in classes])
+        # How each pipeline splits into machines is fixed now, from ARN
+        # stand-ins that are equal exactly where the real ARNs are.
+        stand_ins = (
+            _stand_ins([queues[c] for c in classes]),
+            _stand_ins([job_definitions[c] for c in classes]),
+        )
+        parts = {
+            pipeline: [m.key for m in _compile(plan, resources, classes, *stand_ins)][:-1]
+            for pipeline, plan in pipelines.items()
+        }
+        part_names = [f"{name}-{_slug(p)}-part-*" for p, keys in parts.items() if keys]
 
         role = aws.iam.Role(
             f"{name}-sfn",
@@ -76,6 +88,7 @@ class PipelineStateMachines(pulumi.ComponentResource):
                         job_definition_arns=a[4],
                         logging=logging,
                         tracing=settings.tracing,
+                        part_machine_names=part_names,
                     )
                 )
             ),
@@ -96,47 +109,78 @@ class PipelineStateMachines(pulumi.ComponentResource):
                     opts=child,
                 )
                 destination = log_group.arn.apply(lambda arn: f"{arn}:*")
-            definition = pulumi.Output.all(queue_arns, definition_arns).apply(
-                _compiler(plan, resources, classes)
+            compiled = pulumi.Output.all(queue_arns, definition_arns).apply(
+                lambda a, plan=plan: _compile(plan, resources, classes, a[0], a[1])
             )
-            machine = aws.sfn.StateMachine(
-                f"{name}-{slug}",
-                type="STANDARD",  # .sync integrations need it
-                role_arn=role.arn,
-                definition=definition,
-                logging_configuration=aws.sfn.StateMachineLoggingConfigurationArgs(
-                    level=settings.sfn_log_level,
-                    include_execution_data=settings.sfn_include_execution_data,
-                    log_destination=destination,
-                ),
-                tracing_configuration=aws.sfn.StateMachineTracingConfigurationArgs(
-                    enabled=settings.tracing
-                ),
-                tags={PIPELINE_TAG: pipeline},
+
+            options = pulumi.ResourceOptions.merge(
                 # The role must carry its permissions before Step Functions checks them.
-                opts=pulumi.ResourceOptions.merge(
-                    child, pulumi.ResourceOptions(depends_on=[policy])
-                ),
+                child,
+                pulumi.ResourceOptions(depends_on=[policy]),
             )
-            self.arns[pipeline] = machine.arn
+
+            def machine(
+                logical: str, definition: pulumi.Output[str], tags: dict[str, str]
+            ) -> aws.sfn.StateMachine:
+                return aws.sfn.StateMachine(
+                    logical,
+                    type="STANDARD",  # .sync integrations need it
+                    role_arn=role.arn,
+                    definition=definition,
+                    logging_configuration=aws.sfn.StateMachineLoggingConfigurationArgs(
+                        level=settings.sfn_log_level,
+                        include_execution_data=settings.sfn_include_execution_data,
+                        log_destination=destination,  # noqa: B023 (called in this iteration)
+                    ),
+                    tracing_configuration=aws.sfn.StateMachineTracingConfigurationArgs(
+                        enabled=settings.tracing
+                    ),
+                    tags=tags,
+                    opts=options,  # noqa: B023
+                )
+
+            part_arns = {
+                key: machine(
+                    f"{name}-{slug}-{key}",
+                    compiled.apply(lambda ms, key=key: asl.serialise(_machine(ms, key).template)),
+                    {PIPELINE_TAG: pipeline, PART_TAG: key},
+                ).arn
+                for key in parts[pipeline]
+            }
+            root = pulumi.Output.all(compiled, part_arns).apply(
+                lambda a: asl.serialise(_machine(a[0], "").definition(a[1]))
+            )
+            self.arns[pipeline] = machine(f"{name}-{slug}", root, {PIPELINE_TAG: pipeline}).arn
         self.register_outputs({"arns": self.arns})
 
 
-def _compiler(
-    plan: PipelinePlan, resources: ResourcePlan, classes: Sequence[JobClass]
-) -> Callable[[list[list[str]]], str]:
-    """The definition, as deployed, once the queue and job-definition ARNs are known."""
+def _compile(
+    plan: PipelinePlan,
+    resources: ResourcePlan,
+    classes: Sequence[JobClass],
+    queues: Sequence[str],
+    definitions: Sequence[str],
+) -> list[asl.Machine]:
+    """The pipeline's machines for these queue and job-definition ARNs (per class)."""
+    jobs = resources.job_specs(
+        plan.name,
+        queue=_non_default(classes, queues),
+        definition=_non_default(classes, definitions),
+    )
+    return plan.machines(queues[0], definitions[0], jobs)
 
-    def compile_definition(arns: list[list[str]]) -> str:
-        queues, definitions = arns
-        jobs = resources.job_specs(
-            plan.name,
-            queue=_non_default(classes, queues),
-            definition=_non_default(classes, definitions),
-        )
-        return asl.serialise(plan.definition(queues[0], definitions[0], jobs))
 
-    return compile_definition
+def _machine(machines: Sequence[asl.Machine], key: str) -> asl.Machine:
+    found = [m for m in machines if m.key == key]
+    if not found:  # the split is fixed before ARNs are known; it cannot change
+        raise AssertionError(f"compiled machines {[m.key for m in machines]} lack {key!r}")
+    return found[0]
+
+
+def _stand_ins(values: Sequence[object]) -> list[str]:
+    """Distinct placeholder ARNs, one per distinct value (same Output: same ARN)."""
+    seen: dict[int, str] = {}
+    return [seen.setdefault(id(v), f"arn:stand-in:{len(seen)}") for v in values]
 
 
 def _non_default(
