@@ -29,3 +29,7 @@ pulumi.export("jobQueueArns", deployment.job_queue_arns)
 pulumi.export("stateMachineArns", deployment.state_machine_arns)
 pulumi.export("consoleUrls", deployment.console_urls)
 pulumi.export("startExecutionCommands", deployment.start_execution_commands)
+if deployment.schedule_names:
+    pulumi.export("scheduleNames", deployment.schedule_names)
+if deployment.failure_topic_arn is not None:
+    pulumi.export("failureTopicArn", deployment.failure_topic_arn)

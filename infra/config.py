@@ -12,6 +12,8 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import re
+import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +50,24 @@ class Profile:
     retries: int | None = None  # attempts after the first, for infrastructure failures
 
 
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """Run ``pipeline`` with ``params`` at ``expression`` (EventBridge Scheduler)."""
+
+    expression: str  # cron(...) or rate(...)
+    timezone: str = "UTC"
+    pipeline: str | None = None  # None: the first deployed pipeline
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Notifications:
+    """Where failed, timed-out and aborted runs are announced."""
+
+    email: str | None = None
+    topic_arn: str | None = None  # an existing SNS topic; else one is created
+
+
 @dataclass(frozen=True)
 class Settings:
     project_dir: Path
@@ -80,6 +100,9 @@ class Settings:
     sfn_log_level: LogLevel = "ERROR"
     sfn_include_execution_data: bool = False
     tracing: bool = False
+    # day 2
+    schedules: tuple[Schedule, ...] = ()
+    notifications: Notifications | None = None
 
 
 # --- value parsers: raw -> typed, or ValueError with what is accepted ------
@@ -217,6 +240,90 @@ def _name_map(raw: Any) -> dict[str, str]:
     return dict(value)
 
 
+# EventBridge Scheduler cron fields: minutes hours day-of-month month day-of-week year.
+_CRON_FIELDS = (
+    ("minutes", r"\d{1,2}", 0, 59),
+    ("hours", r"\d{1,2}", 0, 23),
+    ("day-of-month", r"\d{1,2}W?|L|LW|\?", 1, 31),
+    ("month", r"\d{1,2}|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC", 1, 12),
+    ("day-of-week", r"\d(#\d)?|\dL|SUN|MON|TUE|WED|THU|FRI|SAT|L|\?", 1, 7),
+    ("year", r"\d{4}", 1970, 2199),
+)
+
+
+def _cron(raw: str) -> str:
+    """``cron(0 6 * * ? *)`` or its six fields: checked field by field."""
+    text = raw.strip()
+    if re.fullmatch(r"rate\(\d+ (minute|minutes|hour|hours|day|days)\)", text):
+        return text
+    inner = re.fullmatch(r"cron\((.*)\)", text)
+    fields = (inner.group(1) if inner else text).split()
+    if len(fields) != len(_CRON_FIELDS):
+        raise ValueError(
+            f"cron {raw!r} has {len(fields)} fields; EventBridge wants 6: minutes hours "
+            'day-of-month month day-of-week year, e.g. "0 6 * * ? *"'
+        )
+    for value, (name, atom, low, high) in zip(fields, _CRON_FIELDS, strict=True):
+        for part in value.split(","):
+            base, _, step = part.partition("/")
+            if step and not step.isdigit():
+                raise ValueError(f"cron {raw!r}: bad step {part!r} in {name}")
+            ends = base.split("-") if base not in ("*", "?") else []
+            if base not in ("*", "?") and not all(re.fullmatch(atom, e) for e in ends):
+                raise ValueError(f"cron {raw!r}: {part!r} is not a valid {name} value")
+            numbers = [int(e) for e in ends if e.isdigit()]
+            if any(not low <= n <= high for n in numbers):
+                raise ValueError(
+                    f"cron {raw!r}: {part!r} is out of range for {name} ({low}-{high})"
+                )
+    if (fields[2] == "?") == (fields[4] == "?"):
+        raise ValueError(f"cron {raw!r}: exactly one of day-of-month and day-of-week must be '?'")
+    return f"cron({' '.join(fields)})"
+
+
+def _schedules(raw: Any) -> tuple[Schedule, ...]:
+    value = _decoded(raw)
+    entries = value if isinstance(value, list) else [value]
+    result = []
+    for i, entry in enumerate(entries):
+        where = f"entry {i + 1}: " if len(entries) > 1 else ""
+        if not isinstance(entry, dict) or "cron" not in entry:
+            raise ValueError(f'{where}expected {{"cron": "0 6 * * ? *", "timezone": ...}}')
+        unknown = sorted(set(entry) - {"cron", "timezone", "pipeline", "params"})
+        if unknown:
+            allowed = "cron, timezone, pipeline, params"
+            raise ValueError(f"{where}unknown setting {unknown[0]!r}; allowed: {allowed}")
+        timezone = entry.get("timezone", "UTC")
+        if timezone not in zoneinfo.available_timezones():
+            raise ValueError(
+                f"{where}unknown time zone {timezone!r}; use an IANA name like Europe/Paris"
+            )
+        params = entry.get("params", {})
+        if not isinstance(params, dict):
+            raise ValueError(f"{where}params must be an object")
+        try:
+            expression = _cron(str(entry["cron"]))
+        except ValueError as exc:
+            raise ValueError(f"{where}{exc}") from None
+        result.append(Schedule(expression, timezone, entry.get("pipeline"), params))
+    return tuple(result)
+
+
+def _notifications(raw: Any) -> Notifications:
+    value = _decoded(raw)
+    if not isinstance(value, dict) or not set(value) <= {"email", "topicArn"} or not value:
+        raise ValueError(f'got {raw!r}; expected {{"email": "..."}} and/or {{"topicArn": "..."}}')
+    email = value.get("email")
+    if email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", str(email)):
+        raise ValueError(f"email {email!r} is not an e-mail address")
+    topic = value.get("topicArn")
+    if topic is not None and not re.fullmatch(
+        r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]+", str(topic)
+    ):
+        raise ValueError(f"topicArn {topic!r} is not an SNS topic ARN")
+    return Notifications(email=email, topic_arn=topic)
+
+
 def _project_dir(raw: Any) -> Path:
     path = Path(_string(raw))
     return path if path.is_absolute() else REPO_ROOT / path
@@ -250,6 +357,8 @@ _KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "sfnLogLevel": ("sfn_log_level", _choice("ALL", "ERROR", "FATAL", "OFF")),
     "sfnIncludeExecutionData": ("sfn_include_execution_data", _bool),
     "tracing": ("tracing", _bool),
+    "schedule": ("schedules", _schedules),
+    "notifications": ("notifications", _notifications),
 }
 
 KEYS = tuple(_KEYS)
@@ -273,6 +382,13 @@ def parse(raw: Mapping[str, Any]) -> Settings:
             raise UserError(f"invalid config {NAMESPACE}:{key}: {exc}") from None
     settings = Settings(**values)
     _check_profile_references(settings)
+    for schedule in settings.schedules:
+        if schedule.pipeline is not None and schedule.pipeline not in settings.pipelines:
+            deployed = ", ".join(settings.pipelines)
+            raise UserError(
+                f"invalid config {NAMESPACE}:schedule: pipeline {schedule.pipeline!r} is not "
+                f"deployed; add it to {NAMESPACE}:pipelines (deployed: {deployed})"
+            )
     return settings
 
 

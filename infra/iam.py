@@ -207,3 +207,22 @@ def deny_insecure_transport(bucket_arn: str) -> Policy:
             "Condition": {"Bool": {"aws:SecureTransport": "false"}},
         }
     )
+
+
+def scheduler_policy(state_machine_arns: Sequence[str]) -> Policy:
+    """EventBridge Scheduler may start these pipelines' executions, nothing else."""
+    return _policy(_allow("StartScheduledRuns", ("states:StartExecution",), state_machine_arns))
+
+
+def topic_policy(topic_arn: str, rule_arns: Sequence[str]) -> Policy:
+    """Only the failure rules of this deployment may publish to its topic."""
+    return _policy(
+        {
+            "Sid": "FailureRulesPublish",
+            "Effect": "Allow",
+            "Principal": {"Service": "events.amazonaws.com"},
+            "Action": "sns:Publish",
+            "Resource": topic_arn,
+            "Condition": {"ArnEquals": {"aws:SourceArn": list(rule_arns)}},
+        }
+    )

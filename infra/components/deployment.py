@@ -16,7 +16,9 @@ import pulumi_aws as aws
 from infra.components.batch import BatchCompute, NetworkPlacement
 from infra.components.image import ProjectImage, build_inputs
 from infra.components.network import Network
+from infra.components.notifications import FailureNotifications
 from infra.components.orchestration import PipelineStateMachines
+from infra.components.schedules import PipelineSchedules
 from infra.components.storage import DataBucket
 from infra.plan import DeploymentPlan
 from infra.resources import plan_resources
@@ -112,8 +114,24 @@ class KedroBatchDeployment(pulumi.ComponentResource):
             pipeline: pulumi.Output.all(region, arn).apply(lambda a: start_execution(a[1], a[0]))
             for pipeline, arn in machines.arns.items()
         }
+        self.schedule_names: list[pulumi.Output[str]] = []
+        if settings.schedules:
+            self.schedule_names = PipelineSchedules(
+                name,
+                settings.schedules,
+                machines.arns,
+                default_pipeline=settings.pipelines[0],
+                opts=child,
+            ).names
+        self.failure_topic_arn: pulumi.Output[str] | None = None
+        if settings.notifications:
+            self.failure_topic_arn = FailureNotifications(
+                name, settings.notifications, machines.arns, console, opts=child
+            ).topic_arn
         self.register_outputs(
             {
+                "schedule_names": self.schedule_names,
+                "failure_topic_arn": self.failure_topic_arn,
                 "bucket_name": self.bucket_name,
                 "image_ref": self.image_ref,
                 "job_queue_arns": self.job_queue_arns,
