@@ -65,6 +65,8 @@ MAX_DEPENDS_ON = 20
 # headroom for SubmitJob retries (each adds history events) and estimates.
 SPLIT_BYTES = 1_000_000
 SPLIT_EVENTS = 20_000
+SPLIT_PAYLOAD = 200_000
+JOB_ID_BYTES = 64  # "tN":{"JobId":"<36-character UUID>"} in exact mode's state
 
 # History events per state kind on the success path (Standard workflows).
 EVENTS_SYNC_TASK = 6  # Entered, Scheduled, Started, Submitted, Succeeded, Exited
@@ -261,10 +263,11 @@ def build_machines(
     tasks, emitter = _prepare(
         pipeline, job_queue, job_definition, mode, groups, jobs, pipeline_name
     )
-    if mode == "exact":
-        return [Machine("", emitter.exact(tasks))]
-    layout = layout or _layout(tasks, durations, layout_budget_seconds)
     splitter = _Splitter(tasks, emitter.spec)
+    if mode == "exact":
+        parts = emitter.exact_parts(tasks, splitter.job_cost)
+        return parts or [Machine("", emitter.exact(tasks))]
+    layout = layout or _layout(tasks, durations, layout_budget_seconds)
     if splitter.fits_whole(tasks, layout):
         return [Machine("", emitter.structured(tasks, layout))]
     parent = splitter.split(layout)
@@ -350,6 +353,12 @@ class _Splitter:
                 )
         return self._memo[id(layout)]
 
+    def job_cost(self, job: _Job) -> tuple[int, int]:
+        """Estimated (definition bytes, history events) of one exact-mode submission."""
+        name, state = self._scratch._exact_submit(job, SUBMIT_JOB)
+        state["Next"] = name
+        return len(serialise({name: state})) + len(name), EVENTS_TASK
+
     def fits_whole(self, tasks: TaskGraph, layout: Layout) -> bool:
         """Whether one machine holds it, measured on the real definition
         (compiled against the placeholder ARNs, so real ones cannot flip it)."""
@@ -421,6 +430,7 @@ class _Emitter:
         self.states = state_namer()
         self.job_names = job_namer()
         self.parallels = 0
+        self.barrier_count = 0
 
     # -- shared pieces -----------------------------------------------------
 
@@ -658,30 +668,34 @@ class _Emitter:
         self.parallels += 1
         return self.states.claim(f"Parallel-{self.parallels}")
 
+    def _part_task(self, key: str) -> dict[str, Any]:
+        """Start child machine ``key`` and wait for it (``.sync:2``)."""
+        return {
+            "Type": "Task",
+            "Resource": START_CHILD,
+            "Parameters": {
+                "StateMachineArn": child_placeholder(key),
+                # The part runs with this run's context: its run id is ours.
+                "Input": {
+                    f"{key}.$": f"$.{key}"
+                    for key in (CONTEXT_QUEUE, CONTEXT_DEFINITION, CONTEXT_ENV)
+                }
+                | {"AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$": "$$.Execution.Id"},
+            },
+            "ResultPath": None,
+            "Retry": [
+                {
+                    "ErrorEquals": ["StepFunctions.ExecutionLimitExceeded"],
+                    "MaxAttempts": 8,
+                    "MaxDelaySeconds": 60,
+                    "JitterStrategy": "FULL",
+                }
+            ],
+        }
+
     def _state(self, part: Layout, tasks: Mapping[str, Task]) -> dict[str, Any]:
         if isinstance(part, ChildRef):
-            return {
-                "Type": "Task",
-                "Resource": START_CHILD,
-                "Parameters": {
-                    "StateMachineArn": child_placeholder(part.key),
-                    # The part runs with this run's context: its run id is ours.
-                    "Input": {
-                        f"{key}.$": f"$.{key}"
-                        for key in (CONTEXT_QUEUE, CONTEXT_DEFINITION, CONTEXT_ENV)
-                    }
-                    | {"AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$": "$$.Execution.Id"},
-                },
-                "ResultPath": None,
-                "Retry": [
-                    {
-                        "ErrorEquals": ["StepFunctions.ExecutionLimitExceeded"],
-                        "MaxAttempts": 8,
-                        "MaxDelaySeconds": 60,
-                        "JitterStrategy": "FULL",
-                    }
-                ],
-            }
+            return self._part_task(part.key)
         if isinstance(part, Leaf):
             task = tasks[part.task]
             state = self._submit(task, SUBMIT_JOB_SYNC, self._node_command(task))
@@ -703,76 +717,194 @@ class _Emitter:
     # -- exact -------------------------------------------------------------
 
     def exact(self, tasks: TaskGraph) -> dict[str, Any]:
+        self._new_machine()
+        self.barrier_count = 0
+        jobs, sinks = self._exact_jobs(tasks)
+        states = [self._exact_submit(job, SUBMIT_JOB) for job in jobs]
+        failed = self.states.claim("PipelineFailed")
+        states += self._exact_wait(sinks, failed)
+        machine = self._start(_chain(states), {"jobs": {}})
+        machine["Comment"] = _comment(self.pipeline, "exact", len(tasks.tasks))
+        machine["States"].update(dict(states))
+        machine["States"][failed] = self._exact_failure()
+        return machine
+
+    def exact_parts(
+        self, tasks: TaskGraph, cost: Callable[[_Job], tuple[int, int]]
+    ) -> list[Machine] | None:
+        """Exact mode as consecutive parts of the submission order, or ``None``
+        when one machine holds it. Each part submits its jobs and hands on the
+        IDs later jobs (and the final wait) depend on; the parent runs the
+        parts in order, then waits on the pipeline.
+
+        ``cost`` estimates a job's (definition bytes, history events); the
+        job IDs a machine carries count against the 256 KiB payload limit.
+        """
+        self.barrier_count = 0
+        jobs, sinks = self._exact_jobs(tasks)
+        chunks: list[list[_Job]] = [[]]
+        size = events = 0
+        for job in jobs:
+            job_size, job_events = cost(job)
+            over = (
+                size + job_size > SPLIT_BYTES
+                or events + job_events > SPLIT_EVENTS
+                or (len(chunks[-1]) + 1) * JOB_ID_BYTES > SPLIT_PAYLOAD
+            )
+            if chunks[-1] and over:
+                chunks.append([])
+                size = events = 0
+            chunks[-1].append(job)
+            size, events = size + job_size, events + job_events
+        if len(chunks) == 1:
+            return None
+        defined = {job.key: i for i, chunk in enumerate(chunks) for job in chunk}
+        needed_after: list[set[str]] = [set() for _ in chunks]
+        for i, chunk in enumerate(chunks):
+            for job in chunk:
+                for dep in job.deps:
+                    for k in range(defined[dep], i):
+                        needed_after[k].add(dep)
+        for sink in sinks:
+            for k in range(defined[sink], len(chunks)):
+                needed_after[k].add(sink)
+        machines = []
+        for i, chunk in enumerate(chunks):
+            self._new_machine()
+            states = [self._exact_submit(job, SUBMIT_JOB) for job in chunk]
+            forward = self.states.claim("HandOn")
+            states.append(
+                (
+                    forward,
+                    {
+                        "Type": "Pass",
+                        "Comment": "Job IDs that later parts and the final wait depend on",
+                        "Parameters": {
+                            "jobs": {
+                                k: {"JobId.$": f"$.jobs.{k}.JobId"} for k in sorted(needed_after[i])
+                            }
+                        },
+                    },
+                )
+            )
+            start = _chain(states)
+            machines.append(
+                Machine(
+                    f"part-{i + 1}",
+                    {
+                        "Comment": f"Part {i + 1} of "
+                        + _comment(self.pipeline, "exact", len(tasks.tasks)),
+                        "StartAt": start,
+                        "States": dict(states),
+                    },
+                )
+            )
+        self._new_machine()
+        failed = self.states.claim("Failed")
+        parent_states: list[tuple[str, dict[str, Any]]] = []
+        for i, machine in enumerate(machines):
+            name, state = self.states.claim(f"run-{machine.key}"), self._part_task(machine.key)
+            state["Parameters"]["Input"]["jobs.$"] = "$.jobs"
+            if needed_after[i]:
+                state["ResultSelector"] = {
+                    f"{k}.$": f"$.Output.jobs.{k}" for k in sorted(needed_after[i])
+                }
+                state["ResultPath"] = "$.jobs"
+            state["Catch"] = [
+                {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": failed}
+            ]
+            parent_states.append((name, state))
+        wait_failed = self.states.claim("PipelineFailed")
+        parent_states += self._exact_wait(sinks, wait_failed)
+        parent = self._start(_chain(parent_states), {"jobs": {}})
+        parent["Comment"] = _comment(self.pipeline, "exact", len(tasks.tasks)) + (
+            " Split into child state machines to stay within Step Functions' limits."
+        )
+        parent["States"].update(dict(parent_states))
+        parent["States"][wait_failed] = self._exact_failure()
+        parent["States"].update(self._part_failure_states(failed))
+        keys = tuple(m.key for m in machines)
+        return [*machines, Machine("", parent, keys)]
+
+    def _exact_jobs(self, tasks: TaskGraph) -> tuple[list[_Job], list[str]]:
+        """Every job exact mode submits, in order (barriers where a job has
+        more than MAX_DEPENDS_ON parents), and the keys of the sinks."""
         order = topological_order(tasks.names, tasks.parents)
         by_name = {t.name: t for t in tasks.tasks}
         keys = {name: f"t{i}" for i, name in enumerate(order)}
-        submits: list[tuple[str, dict[str, Any]]] = []
-        barrier_count = 0
-
-        def barrier(deps: list[str], label: str, resource: str = SUBMIT_JOB) -> list[str]:
-            """Job keys standing for ``deps``, at most MAX_DEPENDS_ON of them."""
-            nonlocal barrier_count
-            while len(deps) > MAX_DEPENDS_ON:
-                merged: list[str] = []
-                for chunk in _chunks(deps, MAX_DEPENDS_ON):
-                    barrier_count += 1
-                    key = f"b{barrier_count}"
-                    task = Task(name=f"barrier-{barrier_count}-{label}", nodes=())
-                    submits.append(self._exact_submit(task, key, chunk, BARRIER_COMMAND, resource))
-                    merged.append(key)
-                deps = merged
-            return deps
-
+        jobs: list[_Job] = []
         for name in order:
             task = by_name[name]
-            deps = barrier([keys[p] for p in sorted(tasks.parents[name], key=order.index)], name)
-            submits.append(
-                self._exact_submit(task, keys[name], deps, self._node_command(task), SUBMIT_JOB)
+            deps = self._barriers(
+                jobs, [keys[p] for p in sorted(tasks.parents[name], key=order.index)], name
             )
+            jobs.append(_Job(keys[name], task, deps, self._node_command(task)))
         children = tasks.children()
-        sinks = [keys[n] for n in order if not children[n]]
-        final_deps = barrier(sinks, "pipeline")
-        final_task = Task(name="WaitForPipeline", nodes=())
-        final_name, final = self._exact_submit(
-            final_task, "done", final_deps, BARRIER_COMMAND, SUBMIT_JOB_SYNC
-        )
-        final["ResultPath"] = None
-        failed = self.states.claim("PipelineFailed")
-        final["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": failed}]
-        submits.append((final_name, final))
-        names = [n for n, _ in submits]
-        for (_, state), follow in zip(submits, [*names[1:], "__end__"], strict=True):
-            _link(state, follow)
-        machine = self._start(names[0], {"jobs": {}})
-        machine["Comment"] = _comment(self.pipeline, "exact", len(tasks.tasks))
-        machine["States"].update(dict(submits))
-        machine["States"][failed] = {
+        return jobs, [keys[n] for n in order if not children[n]]
+
+    def _barriers(self, jobs: list[_Job], deps: list[str], label: str) -> list[str]:
+        """Job keys standing for ``deps``, at most MAX_DEPENDS_ON of them."""
+        while len(deps) > MAX_DEPENDS_ON:
+            merged: list[str] = []
+            for chunk in _chunks(deps, MAX_DEPENDS_ON):
+                self.barrier_count += 1
+                key = f"b{self.barrier_count}"
+                task = Task(name=f"barrier-{self.barrier_count}-{label}", nodes=())
+                jobs.append(_Job(key, task, chunk, list(BARRIER_COMMAND)))
+                merged.append(key)
+            deps = merged
+        return deps
+
+    def _exact_wait(self, sinks: list[str], failed: str) -> list[tuple[str, dict[str, Any]]]:
+        """The final wait: a job depending on every sink (through barriers)."""
+        barriers: list[_Job] = []
+        deps = self._barriers(barriers, list(sinks), "pipeline")
+        states = [self._exact_submit(job, SUBMIT_JOB) for job in barriers]
+        wait = _Job("done", Task(name="WaitForPipeline", nodes=()), deps, list(BARRIER_COMMAND))
+        name, state = self._exact_submit(wait, SUBMIT_JOB_SYNC)
+        state["ResultPath"] = None
+        state["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": failed}]
+        return [*states, (name, state)]
+
+    def _exact_failure(self) -> dict[str, Any]:
+        return {
             "Type": "Fail",
             "Error": FAILED_PIPELINE_ERROR,
             "CausePath": (
-                "States.Format('A Kedro node failed, so Batch cancelled the jobs that depend "
+                "States.Format('A Kedro node failed, so Batch failed the jobs that depend "
                 "on it; `python -m infra status` names it. {}', $.error.Cause)"
             ),
         }
-        return machine
 
-    def _exact_submit(
-        self,
-        task: Task,
-        key: str,
-        deps: Sequence[str],
-        command: Sequence[str],
-        resource: str,
-    ) -> tuple[str, dict[str, Any]]:
+    def _exact_submit(self, job: _Job, resource: str) -> tuple[str, dict[str, Any]]:
+        task = job.task
         name = self.states.claim(f"submit-{task.name}" if task.nodes else task.name)
-        state = self._submit(task, resource, command)
-        if deps:
-            state["Parameters"]["DependsOn"] = [{"JobId.$": f"$.jobs.{d}.JobId"} for d in deps]
+        state = self._submit(task, resource, job.command)
+        if job.deps:
+            state["Parameters"]["DependsOn"] = [{"JobId.$": f"$.jobs.{d}.JobId"} for d in job.deps]
         if resource == SUBMIT_JOB:
             # Only the job ID is kept: DependsOn of later jobs needs it.
             state["ResultSelector"] = {"JobId.$": "$.JobId"}
-            state["ResultPath"] = f"$.jobs.{key}"
+            state["ResultPath"] = f"$.jobs.{job.key}"
         return name, state
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One job exact mode submits: a task's nodes, or a barrier."""
+
+    key: str  # where its ID is kept: $.jobs.<key>
+    task: Task
+    deps: list[str]
+    command: list[str]
+
+
+def _chain(states: list[tuple[str, dict[str, Any]]]) -> str:
+    """Link states in order (the last ends); return the first's name."""
+    names = [n for n, _ in states]
+    for (_, state), follow in zip(states, [*names[1:], "__end__"], strict=True):
+        _link(state, follow)
+    return names[0]
 
 
 def _link(state: dict[str, Any], follow: str) -> None:

@@ -53,10 +53,12 @@ def _to_boto(value: Any, shape: Shape | None) -> Any:
 
 
 def _to_sfn(value: Any) -> Any:
+    """PascalCase an API response's keys, as Step Functions shows them; an
+    execution's ``Input``/``Output`` are user data and stay as they are."""
     if isinstance(value, dict):
-        items = [(k[:1].upper() + k[1:], _to_sfn(v)) for k, v in value.items()]
+        items = [(k[:1].upper() + k[1:], v) for k, v in value.items()]
         value.clear()
-        value.update(items)
+        value.update((k, v if k in ("Input", "Output") else _to_sfn(v)) for k, v in items)
     elif isinstance(value, list):
         for item in value:
             _to_sfn(item)

@@ -73,13 +73,20 @@ def _machine(
         name = state["Next"]
 
 
-def exact(definition: Mapping[str, Any]) -> Run:
-    """Collect the jobs exact mode submits and the DependsOn between them."""
-    run = Run()
+def exact(
+    definition: Mapping[str, Any],
+    machines: Mapping[str, Mapping[str, Any]] | None = None,
+    run: Run | None = None,
+) -> Run:
+    """Collect the jobs exact mode submits and the DependsOn between them
+    (through the parts a split pipeline runs, in order)."""
+    run = run or Run()
     name = definition["StartAt"]
     while True:
         state = definition["States"][name]
-        if state["Type"] == "Task":
+        if state["Type"] == "Task" and "StateMachineArn" in state["Parameters"]:
+            exact((machines or {})[state["Parameters"]["StateMachineArn"]], machines, run)
+        elif state["Type"] == "Task":
             deps = [d["JobId.$"].split(".")[2] for d in state["Parameters"].get("DependsOn", [])]
             key = state["ResultPath"].split(".")[-1] if state.get("ResultPath") else "final"
             assert key not in run.jobs, f"job {key} submitted twice"

@@ -330,3 +330,20 @@ def test_split_does_not_depend_on_arns():
     short = asl.build_machines(g, job_queue="q", job_definition="d")
     long = asl.build_machines(g, job_queue=QUEUE * 3, job_definition=JOBDEF * 3)
     assert [m.key for m in short] == [m.key for m in long]
+
+
+def test_five_thousand_nodes_in_exact_mode_split_and_keep_every_dependency():
+    g = layered(5000)
+    machines = asl.build_machines(g, job_queue=QUEUE, job_definition=JOBDEF, mode="exact")
+    assert len(machines) > 2 and machines[-1].key == ""
+    arns = {
+        m.key: f"arn:aws:states:eu-west-1:123456789012:stateMachine:p-{m.key}" for m in machines
+    }
+    definitions = {arns[m.key]: m.definition(arns) for m in machines}
+    for definition in definitions.values():
+        usage = asl.check_limits(definition, "p")
+        assert usage.payload_bytes <= asl.MAX_PAYLOAD_BYTES
+        assert Linter.validate(definition) == []
+    run = simulate.exact(definitions[arns[""]], definitions)
+    assert sorted(n for n, _ in run.jobs.values() if n) == sorted(g.node_names)
+    assert simulate.node_ancestors(run) == {n: set(ps) for n, ps in g.parents.items()}

@@ -113,3 +113,13 @@ def test_split_pipeline_runs_its_parts_locally(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(asl, "SPLIT_BYTES", 2_500)
     report, output = run_quiet(overrides={"projectDir": str(TINY), **NO_ENV})
     assert {n["status"] for n in report["nodes"]} == {"SUCCEEDED"}, output
+
+
+def test_split_exact_pipeline_runs_its_parts_locally(monkeypatch: pytest.MonkeyPatch):
+    from infra import asl
+
+    monkeypatch.setattr(asl, "SPLIT_PAYLOAD", asl.JOB_ID_BYTES * 2)
+    report, output = run_quiet(
+        overrides={"projectDir": str(TINY), **NO_ENV, "orchestration": "exact"}
+    )
+    assert {n["status"] for n in report["nodes"]} == {"SUCCEEDED"}, output

@@ -147,3 +147,24 @@ def test_failure_inside_a_part_fails_the_parent_naming_the_node(
     assert result["status"] == "FAILED"
     assert result["error"] == asl.FAILED_NODE_ERROR
     assert "Kedro node(s) " in result["cause"], result["cause"]
+
+
+def test_exact_mode_split_hands_job_ids_from_part_to_part(
+    example: PipelineGraph, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(asl, "SPLIT_PAYLOAD", asl.JOB_ID_BYTES * 5)  # parts of 5 jobs
+    assert len(asl.build_machines(example, job_queue="q", job_definition="d", mode="exact")) > 3
+    result, jobs = execute(example, "exact")
+    assert result["status"] == "SUCCEEDED", result
+    by_id = {j["jobId"]: j for j in jobs}
+
+    def node_parents(job: dict) -> set[str]:
+        found: set[str] = set()
+        for dep in job.get("dependsOn", []):
+            parent = by_id[dep["jobId"]]
+            nodes = nodes_of(parent)
+            found |= {nodes} if nodes else node_parents(parent)
+        return found
+
+    got = {nodes_of(j): node_parents(j) for j in jobs if nodes_of(j)}
+    assert got == {n: set(ps) for n, ps in example.parents.items()}
