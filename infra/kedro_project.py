@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from infra.errors import UserError
 from infra.graph import DatasetInfo, NodeInfo, PipelineGraph, is_parameter
@@ -207,7 +207,7 @@ def _load(path: Path, wanted: Sequence[str], env: str | None) -> dict[str, Any]:
 
     try:
         with KedroSession.create(project_path=path, env=env) as session:
-            catalog = _catalog(session.load_context())
+            catalog = _catalog(cast(KedroSession, session).load_context())
     except MissingConfigException as exc:
         where = f"conf/{env}" if env else "conf/"
         raise UserError(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from functools import partial
 
 import pulumi
 import pulumi_aws as aws
@@ -88,9 +89,7 @@ class FailureNotifications(pulumi.ComponentResource):
                         "status": "$.detail.status",
                         "region": "$.region",
                     },
-                    input_template=console_domain.apply(
-                        lambda c, pipeline=pipeline: message_template(pipeline, c)
-                    ),
+                    input_template=console_domain.apply(partial(message_template, pipeline)),
                 ),
                 opts=child,
             )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 
 import pulumi
 import pulumi_aws as aws
@@ -110,7 +111,7 @@ class PipelineStateMachines(pulumi.ComponentResource):
                 )
                 destination = log_group.arn.apply(lambda arn: f"{arn}:*")
             compiled = pulumi.Output.all(queue_arns, definition_arns).apply(
-                lambda a, plan=plan: _compile(plan, resources, classes, a[0], a[1])
+                partial(_compile_all, plan, resources, classes)
             )
 
             options = pulumi.ResourceOptions.merge(
@@ -142,7 +143,7 @@ class PipelineStateMachines(pulumi.ComponentResource):
             part_arns = {
                 key: machine(
                     f"{name}-{slug}-{key}",
-                    compiled.apply(lambda ms, key=key: asl.serialise(_machine(ms, key).template)),
+                    compiled.apply(partial(_template, key)),
                     {PIPELINE_TAG: pipeline, PART_TAG: key},
                 ).arn
                 for key in parts[pipeline]
@@ -168,6 +169,20 @@ def _compile(
         definition=_non_default(classes, definitions),
     )
     return plan.machines(queues[0], definitions[0], jobs)
+
+
+def _compile_all(
+    plan: PipelinePlan,
+    resources: ResourcePlan,
+    classes: Sequence[JobClass],
+    arns: list[list[str]],
+) -> list[asl.Machine]:
+    return _compile(plan, resources, classes, arns[0], arns[1])
+
+
+def _template(key: str, machines: Sequence[asl.Machine]) -> str:
+    """Definition of a part (its template has no placeholders)."""
+    return asl.serialise(_machine(machines, key).template)
 
 
 def _machine(machines: Sequence[asl.Machine], key: str) -> asl.Machine:
