@@ -84,7 +84,6 @@ THROTTLE_RETRY: dict[str, Any] = {
     "JitterStrategy": "FULL",
 }
 
-FAILED_NODE_ERROR = "KedroNodeFailed"
 # Keys of the run context the StartRun state builds (see _Emitter._start).
 CONTEXT_QUEUE = "q"
 CONTEXT_DEFINITION = "d"
@@ -520,38 +519,33 @@ class _Emitter:
     def structured(self, tasks: TaskGraph, layout: Layout) -> dict[str, Any]:
         self._new_machine()
         by_name = {t.name: t for t in tasks.tasks}
-        failed = self.states.claim("Failed")
-        body_start, body = self._sequence(layout, by_name, "__end__", catch=failed)
+        body_start, body = self._sequence(layout, by_name, "__end__")
         machine = self._start(body_start)
         machine["Comment"] = _comment(self.pipeline, "structured", len(tasks.tasks))
         machine["States"].update(body)
-        machine["States"].update(self._failure_states(failed))
         return machine
 
     def structured_child(self, tasks: TaskGraph, layout: Layout) -> dict[str, Any]:
         """A part of a split pipeline: its input is the parent's run context."""
         self._new_machine()
         by_name = {t.name: t for t in tasks.tasks}
-        failed = self.states.claim("Failed")
-        body_start, body = self._sequence(layout, by_name, "__end__", catch=failed)
+        body_start, body = self._sequence(layout, by_name, "__end__")
         count = len(leaves(layout))
         return {
             "Comment": f"Part of {_comment(self.pipeline, 'structured', count)}",
             "StartAt": body_start,
-            "States": {**body, **self._failure_states(failed)},
+            "States": body,
         }
 
     def structured_parent(self, tasks: TaskGraph, layout: Layout) -> dict[str, Any]:
         """The machine that runs the parts of a split pipeline, in its layout."""
         self._new_machine()
-        failed = self.states.claim("Failed")
-        body_start, body = self._sequence(layout, {}, "__end__", catch=failed)
+        body_start, body = self._sequence(layout, {}, "__end__")
         machine = self._start(body_start)
         machine["Comment"] = _comment(self.pipeline, "structured", len(tasks.tasks)) + (
             " Split into child state machines to stay within Step Functions' limits."
         )
         machine["States"].update(body)
-        machine["States"].update(self._part_failure_states(failed))
         return machine
 
     def _new_machine(self) -> None:
@@ -559,90 +553,17 @@ class _Emitter:
         self.states = state_namer()
         self.parallels = 0
 
-    def _part_failure_states(self, failed: str) -> dict[str, Any]:
-        """A failed part fails the parent with the part's own error and cause."""
-        read, check, part_failed, other = (
-            self.states.claim(n)
-            for n in ("ReadFailedPart", "PartError", "PartFailed", "PipelineFailed")
-        )
-        return {
-            failed: {
-                "Type": "Choice",
-                "Choices": [
-                    {"Variable": "$.error.Error", "StringEquals": "States.TaskFailed", "Next": read}
-                ],
-                "Default": other,
-            },
-            read: {
-                "Type": "Pass",
-                "Parameters": {"part.$": "States.StringToJson($.error.Cause)"},
-                "ResultPath": "$.failure",
-                "Next": check,
-            },
-            check: {
-                "Type": "Choice",
-                "Choices": [
-                    {"Variable": "$.failure.part.Error", "IsPresent": True, "Next": part_failed}
-                ],
-                "Default": other,
-            },
-            part_failed: {
-                "Type": "Fail",
-                "ErrorPath": "$.failure.part.Error",
-                "CausePath": "$.failure.part.Cause",
-            },
-            other: {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"},
-        }
-
-    def _failure_states(self, failed: str) -> dict[str, Any]:
-        """Turn the first error into a failure that names the Kedro node(s).
-
-        A failed node's Task fails its branch, which fails every enclosing
-        Parallel (stopping the siblings' jobs), so one handler at the top
-        level sees the error: for a failed Batch job (``States.TaskFailed``)
-        its cause is the job description, whose command names the nodes.
-        Anything else (SubmitJob refused, say) fails with its own error.
-        """
-        read, node_failed, other = (
-            self.states.claim(n) for n in ("ReadFailedJob", "NodeFailed", "PipelineFailed")
-        )
-        return {
-            failed: {
-                "Type": "Choice",
-                "Choices": [
-                    {"Variable": "$.error.Error", "StringEquals": "States.TaskFailed", "Next": read}
-                ],
-                "Default": other,
-            },
-            read: {
-                "Type": "Pass",
-                "Parameters": {"job.$": "States.StringToJson($.error.Cause)"},
-                "ResultPath": "$.failure",
-                "Next": node_failed,
-            },
-            node_failed: {
-                "Type": "Fail",
-                "Error": FAILED_NODE_ERROR,
-                # Command is ["kedro-batch-task", "--nodes", "<names>"] (contract 4).
-                "CausePath": (
-                    "States.Format('Kedro node(s) {} failed. Batch job: {}', "
-                    "$.failure.job.Container.Command[2], $.error.Cause)"
-                ),
-            },
-            other: {"Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"},
-        }
-
     def _sequence(
-        self,
-        layout: Layout,
-        tasks: Mapping[str, Task],
-        next_state: str,
-        catch: str | None = None,
+        self, layout: Layout, tasks: Mapping[str, Task], next_state: str
     ) -> tuple[str, dict[str, Any]]:
         """States for ``layout`` followed by ``next_state`` (``__end__``: End).
 
-        Built back to front so each state knows its successor. ``catch``
-        names the failure handler; only the top level needs one.
+        Built back to front so each state knows its successor. Nothing is
+        caught: a failed node's Task fails its branch and every enclosing
+        Parallel (Step Functions stops the siblings' jobs), and the execution
+        fails at that Task, with Batch's job description as the cause (its
+        ``Container.Command`` names the nodes). ``RedriveExecution`` then
+        resumes exactly there; a Catch would make it resume at a Fail state.
         """
         parts = layout.parts if isinstance(layout, Series) else (layout,)
         states: dict[str, Any] = {}
@@ -651,10 +572,6 @@ class _Emitter:
         for part, name in zip(reversed(parts), reversed(names), strict=True):
             state = self._state(part, tasks)
             _link(state, follow)
-            if catch:
-                state["Catch"] = [
-                    {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": catch}
-                ]
             states[name] = state
             follow = name
         # Keep the definition readable: states in execution order.
@@ -800,7 +717,6 @@ class _Emitter:
                 )
             )
         self._new_machine()
-        failed = self.states.claim("Failed")
         parent_states: list[tuple[str, dict[str, Any]]] = []
         for i, machine in enumerate(machines):
             name, state = self.states.claim(f"run-{machine.key}"), self._part_task(machine.key)
@@ -810,9 +726,6 @@ class _Emitter:
                     f"{k}.$": f"$.Output.jobs.{k}" for k in sorted(needed_after[i])
                 }
                 state["ResultPath"] = "$.jobs"
-            state["Catch"] = [
-                {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": failed}
-            ]
             parent_states.append((name, state))
         wait_failed = self.states.claim("PipelineFailed")
         parent_states += self._exact_wait(sinks, wait_failed)
@@ -822,7 +735,6 @@ class _Emitter:
         )
         parent["States"].update(dict(parent_states))
         parent["States"][wait_failed] = self._exact_failure()
-        parent["States"].update(self._part_failure_states(failed))
         keys = tuple(m.key for m in machines)
         return [*machines, Machine("", parent, keys)]
 

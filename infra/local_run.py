@@ -38,9 +38,8 @@ from kedro_batch_runtime.layout import (
     versioned_path,
 )
 from rich.console import Console
-from rich.live import Live
-from rich.table import Table
 
+from infra import progress
 from infra.config import NAMESPACE, parse
 from infra.datasets import Role, boundary_datasets, storage_of
 from infra.errors import UserError
@@ -259,55 +258,39 @@ def _rows(graph: PipelineGraph, batch: LocalBatch, runner: _Runner) -> list[Node
     return list(rows.values())
 
 
-_STYLE = {"SUCCEEDED": "green", "FAILED": "bold red", "RUNNING": "cyan", "NOT_RUN": "yellow"}
-
-
-def _table(title: str, rows: Sequence[NodeRow]) -> Table:
-    table = Table(title=title, title_justify="left")
-    for column in ("node", "status", "seconds"):
-        table.add_column(column, justify="right" if column == "seconds" else "left")
+def _shown(rows: Sequence[NodeRow]) -> list[progress.Row]:
     now = time.time()
-    for row in rows:
-        seconds = ""
-        if row.started is not None:
-            seconds = f"{(row.finished or now) - row.started:.1f}"
-        style = _STYLE.get(row.status, "dim")
-        table.add_row(row.name, f"[{style}]{row.status.lower()}[/]", seconds)
-    return table
+    return [
+        progress.Row(
+            r.name, r.status, None if r.started is None else (r.finished or now) - r.started
+        )
+        for r in rows
+    ]
 
 
 class _Display:
-    """Live table on a terminal; one line per node state change otherwise (CI logs)."""
+    """Polls the rows in a thread and shows them (``infra.progress``)."""
 
     def __init__(self, console: Console, title: str, rows: Callable[[], list[NodeRow]]) -> None:
-        self.console, self.title, self.rows = console, title, rows
+        self.rows = rows
+        self._progress = progress.Progress(console, title)
         self._done = threading.Event()
-        self._seen: dict[str, str] = {}
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def __enter__(self) -> Self:
+        self._progress.__enter__()
         self._thread.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self._done.set()
         self._thread.join()
+        self._progress.update(_shown(self.rows()))
+        self._progress.__exit__(None, None, None)
 
     def _loop(self) -> None:
-        if self.console.is_terminal:
-            with Live(console=self.console, refresh_per_second=4, transient=True) as live:
-                while not self._done.wait(0.25):
-                    live.update(_table(self.title, self.rows()))
-            return
         while not self._done.wait(0.25):
-            self._print_changes()
-        self._print_changes()
-
-    def _print_changes(self) -> None:
-        for row in self.rows():
-            if self._seen.get(row.name, "PENDING") != row.status:
-                self._seen[row.name] = row.status
-                self.console.print(f"{row.name}: {row.status.lower()}", highlight=False)
+            self._progress.update(_shown(self.rows()))
 
 
 # --- the command ---------------------------------------------------------------
@@ -411,7 +394,7 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
         finally:
             batch.shutdown()
         rows = _rows(graph, batch, runner)
-        console.print(_table(title, rows))
+        console.print(progress.table(title, _shown(rows)))
         written = _written(graph, bucket, run_id, context["Execution"]["StartTime"])
         report = _report(pipeline, run_id, rows, s3, bucket, written)
         if options.keep:

@@ -220,7 +220,7 @@ def moto_server() -> Iterator[str]:
             return dispatch(app, environ, start_response)
 
     with patched_moto():
-        DomainDispatcherApplication.__call__ = serialised
+        DomainDispatcherApplication.__call__ = serialised  # type: ignore[method-assign]
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         try:
@@ -231,7 +231,7 @@ def moto_server() -> Iterator[str]:
             yield url
         finally:
             server.stop()
-            DomainDispatcherApplication.__call__ = dispatch
+            DomainDispatcherApplication.__call__ = dispatch  # type: ignore[method-assign]
             if saved_port is None:
                 os.environ.pop("MOTO_PORT", None)
             else:

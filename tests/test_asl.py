@@ -183,21 +183,13 @@ def test_grouped_tasks_list_all_their_nodes_after_nodes_flag():
     assert commands == ["a,b", "c"]
 
 
-def test_failures_are_handled_once_at_the_top_level():
-    g = graph({"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]})
-    definition = build(g)
-    top = definition["States"]
-    body = [s for s in top.values() if s["Type"] in ("Task", "Parallel")]
-    assert body and all(s["Catch"][0]["ErrorEquals"] == ["States.ALL"] for s in body)
-    nested = [
-        state
-        for _, parallel in asl.iter_states(definition)
-        for branch in parallel.get("Branches", ())
-        for state in branch["States"].values()
-    ]
-    assert nested and not any("Catch" in s for s in nested)
-    fail = next(s for s in top.values() if s.get("Error") == asl.FAILED_NODE_ERROR)
-    assert "Container.Command[2]" in fail["CausePath"]  # the --nodes element
+def test_structured_catches_nothing_so_redrive_resumes_at_the_failed_node():
+    # RedriveExecution continues from the unsuccessful state: a Catch leading
+    # to a Fail state would make that the Fail state, and redrive useless.
+    definition = build(graph({"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}))
+    states = [s for _, s in asl.iter_states(definition)]
+    assert not any("Catch" in s for s in states)
+    assert not any(s["Type"] == "Fail" for s in states)
 
 
 def test_odd_node_names_stay_valid():

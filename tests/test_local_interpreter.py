@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -105,8 +106,8 @@ def test_failed_node_fails_the_execution_and_stops_the_rest(mode: str):
         run(definition, recorder)
     assert "c" not in recorder.spans
     if mode == "structured":
-        assert info.value.error == asl.FAILED_NODE_ERROR
-        assert info.value.cause.startswith("Kedro node(s) b failed.")
+        assert info.value.error == "States.TaskFailed"
+        assert json.loads(info.value.cause)["Container"]["Command"][2] == "b"
     else:
         assert info.value.error == asl.FAILED_PIPELINE_ERROR
 

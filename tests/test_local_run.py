@@ -74,7 +74,7 @@ def test_node_failure_shows_the_log_and_stops_the_server():
     failed = [n for n, s in statuses.items() if s == "FAILED"]
     assert f"node {failed[0]} failed" in output
     assert "asked to fail" in output  # the node's own log tail
-    assert report["error"]["error"] == "KedroNodeFailed"
+    assert report["error"]["error"] == "States.TaskFailed"
     port = int(re.search(r"embedded S3 at http://127\.0\.0\.1:(\d+)", output).group(1))
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1)

@@ -119,9 +119,11 @@ def test_failing_job_fails_the_execution_naming_the_node(
     monkeypatch.setenv("MOTO_SIMPLE_BATCH_FAIL_AFTER", "0")
     result, _ = execute(example, "structured")
     assert result["status"] == "FAILED"
-    assert result["error"] == asl.FAILED_NODE_ERROR
+    assert result["error"] == "States.TaskFailed"
+    # The cause is the failed job's description; its command names the node.
+    command = json.loads(result["cause"])["Container"]["Command"]
     first = [n.name for n in example.nodes if not example.parents[n.name]]
-    assert any(f"Kedro node(s) {n} failed" in result["cause"] for n in first), result["cause"]
+    assert command[:2] == ["kedro-batch-task", "--nodes"] and command[2] in first
 
 
 def test_split_pipeline_runs_its_parts_as_child_executions(
@@ -145,8 +147,11 @@ def test_failure_inside_a_part_fails_the_parent_naming_the_node(
     monkeypatch.setenv("MOTO_SIMPLE_BATCH_FAIL_AFTER", "0")
     result, _ = execute(example, "structured")
     assert result["status"] == "FAILED"
-    assert result["error"] == asl.FAILED_NODE_ERROR
-    assert "Kedro node(s) " in result["cause"], result["cause"]
+    assert result["error"] == "States.TaskFailed"
+    part = json.loads(result["cause"])  # the failed part's execution ...
+    assert part["Status"] == "FAILED" and part["Error"] == "States.TaskFailed"
+    command = json.loads(part["Cause"])["Container"]["Command"]  # ... and its failed job
+    assert command[2] in {n.name for n in example.nodes if not example.parents[n.name]}
 
 
 def test_exact_mode_split_hands_job_ids_from_part_to_part(
