@@ -51,12 +51,10 @@ def main() -> None:
     parser.add_argument("--max-parallel", type=int, default=os.cpu_count() or 2)
     args = parser.parse_args()
 
-    from infra.config import NAMESPACE, parse
     from infra.plan import plan
-    from infra.synth import stack_config
+    from infra.synth import stack_settings
 
-    config = stack_config(args.stack)
-    settings = parse({k: v for k, v in config.items() if k.startswith(f"{NAMESPACE}:")})
+    settings = stack_settings(args.stack)
     deployment = plan(settings)
     pipeline = deployment.pipelines[settings.pipelines[0]]
     tasks = len(pipeline.tasks.tasks)

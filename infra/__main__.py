@@ -57,14 +57,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
 
 def _synth(args: argparse.Namespace) -> int:
     from infra import asl
-    from infra.config import NAMESPACE, parse
     from infra.plan import plan
-    from infra.synth import stack_config, synthesize, write
+    from infra.synth import stack_settings, synthesize, write
 
     overrides = _overrides(args)
-    config = stack_config(args.stack, overrides)
     # Validate and load first: a bad input fails before anything is registered.
-    deployment = plan(parse({k: v for k, v in config.items() if k.startswith(f"{NAMESPACE}:")}))
+    deployment = plan(stack_settings(args.stack, overrides))
     synthesis = synthesize(args.stack, overrides)
     out = args.out or Path("build") / args.stack
     write(synthesis, out)

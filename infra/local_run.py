@@ -40,13 +40,12 @@ from kedro_batch_runtime.layout import (
 from rich.console import Console
 
 from infra import progress
-from infra.config import NAMESPACE, parse
 from infra.datasets import Role, boundary_datasets, storage_of
 from infra.errors import UserError
 from infra.graph import PipelineGraph, one_task_per_node
 from infra.local_interpreter import ExecutionFailed, Interpreter, Job, LocalBatch
 from infra.plan import plan
-from infra.synth import Synthesis, stack_config, synthesize
+from infra.synth import Synthesis, stack_settings, synthesize
 
 # What the default .dockerignore keeps out of the image: a task sees the same.
 IGNORED_NAMES = frozenset(
@@ -335,12 +334,11 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
     """Run one pipeline end to end; returns the report. Raises ``UserError``."""
     console = console or Console(stderr=True)
     overrides = dict(options.overrides)
-    config = stack_config(options.stack, overrides)
-    settings = parse({k: v for k, v in config.items() if k.startswith(f"{NAMESPACE}:")})
+    settings = stack_settings(options.stack, overrides)
     pipeline = options.pipeline or settings.pipelines[0]
-    overrides["pipelines"] = json.dumps([pipeline])
-    config = stack_config(options.stack, overrides)
-    settings = parse({k: v for k, v in config.items() if k.startswith(f"{NAMESPACE}:")})
+    if pipeline not in settings.pipelines:  # run one the stack does not deploy (yet)
+        overrides["pipelines"] = json.dumps([*settings.pipelines, pipeline])
+        settings = stack_settings(options.stack, overrides)
     deployment = plan(settings)
     graph = deployment.pipelines[pipeline].graph
     synthesis = synthesize(options.stack, overrides)

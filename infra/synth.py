@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from infra.components.orchestration import PART_TAG, PIPELINE_TAG
-from infra.config import NAMESPACE, REPO_ROOT
+from infra.config import NAMESPACE, REPO_ROOT, Settings, parse
 from infra.errors import UserError
 
 STATE_MACHINE = "aws:sfn/stateMachine:StateMachine"
@@ -91,6 +91,12 @@ def stack_config(stack: str, overrides: Mapping[str, str] | None = None) -> dict
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
 
 
+def stack_settings(stack: str, overrides: Mapping[str, str] | None = None) -> Settings:
+    """The stack's validated ``kedro-batch:`` settings (what the program will read)."""
+    config = stack_config(stack, overrides)
+    return parse({k: v for k, v in config.items() if k.startswith(f"{NAMESPACE}:")})
+
+
 def _qualified(key: str) -> str:
     return key if ":" in key else f"{NAMESPACE}:{key}"
 
@@ -106,7 +112,7 @@ def synthesize(stack: str = "dev", overrides: Mapping[str, str] | None = None) -
     config = stack_config(stack, overrides)
     result = Synthesis(stack=stack)
     mocks = SynthMocks(config.get("aws:region", REGION))
-    monitor = _RecordingMonitor(mocks, result)
+    monitor = _recording_monitor(mocks, result)
     pulumi.runtime.set_mocks(mocks, project=NAMESPACE, stack=stack, preview=False, monitor=monitor)
     set_all_config(config)
 
@@ -127,36 +133,34 @@ def synthesize(stack: str = "dev", overrides: Mapping[str, str] | None = None) -
     return result
 
 
-class _RecordingMonitor:
-    """Wraps MockMonitor to record each registration's inputs and options."""
+def _recording_monitor(mocks: Any, result: Synthesis) -> Any:
+    """A MockMonitor that records each registration's inputs, options and ARN."""
+    from pulumi.runtime import rpc
+    from pulumi.runtime.mocks import MockMonitor
 
-    def __new__(cls, mocks: Any, result: Synthesis) -> Any:
-        from pulumi.runtime import rpc
-        from pulumi.runtime.mocks import MockMonitor
-
-        class Monitor(MockMonitor):  # type: ignore[misc]
-            def RegisterResource(self, request: Any) -> Any:
-                response = super().RegisterResource(request)
-                if request.type != "pulumi:pulumi:Stack":
-                    options = {
-                        "retainOnDelete": bool(request.retainOnDelete),
-                        "ignoreChanges": list(request.ignoreChanges),
-                        "protect": bool(request.protect),
-                        "parent": request.parent.rsplit("::", 1)[-1] if request.parent else None,
+    class Monitor(MockMonitor):  # type: ignore[misc]
+        def RegisterResource(self, request: Any) -> Any:
+            response = super().RegisterResource(request)
+            if request.type != "pulumi:pulumi:Stack":
+                options = {
+                    "retainOnDelete": bool(request.retainOnDelete),
+                    "ignoreChanges": list(request.ignoreChanges),
+                    "protect": bool(request.protect),
+                    "parent": request.parent.rsplit("::", 1)[-1] if request.parent else None,
+                }
+                outputs = rpc.deserialize_properties(response.object)
+                result.resources.append(
+                    {
+                        "type": request.type,
+                        "name": request.name,
+                        "inputs": _plain(rpc.deserialize_properties(request.object)),
+                        "options": options,
+                        **({"arn": outputs["arn"]} if "arn" in outputs else {}),
                     }
-                    outputs = rpc.deserialize_properties(response.object)
-                    result.resources.append(
-                        {
-                            "type": request.type,
-                            "name": request.name,
-                            "inputs": _plain(rpc.deserialize_properties(request.object)),
-                            "options": options,
-                            **({"arn": outputs["arn"]} if "arn" in outputs else {}),
-                        }
-                    )
-                return response
+                )
+            return response
 
-        return Monitor(mocks)
+    return Monitor(mocks)
 
 
 def _plain(value: Any) -> Any:
