@@ -4,8 +4,12 @@ Run from the repository root: ``python benchmarks/compiler.py [--quick]``.
 
 For every seeded corpus it prints, for ``structure`` and for ``by_levels``,
 the increase of the layout's makespan over the DAG's critical path (the best
-any schedule can do) and ``structure``'s compile time. The corpus generators
-are plain functions so that other benchmarks can import them.
+any schedule can do) and ``structure``'s compile time. A second table gives
+the Step Functions footprint of whole compiled pipelines (the example project
+and layered DAGs up to 5,000 nodes) in both modes: compile time, state
+machines, largest definition, and the most history events and state payload
+of one execution. The corpus generators are plain functions so that other
+benchmarks can import them.
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-from infra.layout import by_levels, check, critical_path, makespan, structure
+from infra import asl  # noqa: E402 (needs the path above)
+from infra.graph import NodeInfo, PipelineGraph  # noqa: E402
+from infra.layout import by_levels, check, critical_path, makespan, structure  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -211,11 +218,55 @@ def run(quick: bool) -> None:
             )
 
 
+QUEUE = "arn:aws:batch:eu-west-1:123456789012:job-queue/kedro-batch-prod-queue-1a2b3c4"
+JOBDEF = "arn:aws:batch:eu-west-1:123456789012:job-definition/kedro-batch-prod-job-5d6e7f8:12"
+
+
+def _pipeline(dag: Dag) -> tuple[PipelineGraph, dict[str, float]]:
+    """The DAG as a Kedro pipeline with Kedro-like node names (namespace.name),
+    and its durations by node name."""
+    name = {t: f"ns{i % 7}.process_{t}" for i, t in enumerate(dag.tasks)}
+    graph = PipelineGraph(
+        name="bench",
+        nodes=tuple(NodeInfo(name[t]) for t in dag.tasks),
+        parents={name[t]: frozenset(name[p] for p in dag.parents[t]) for t in dag.tasks},
+    )
+    return graph, {name[t]: d for t, d in dag.durations.items()}
+
+
+def footprint(quick: bool) -> None:
+    from infra.kedro_project import load_project
+
+    header = (
+        f"{'pipeline':28} {'mode':10} {'nodes':>6} {'compile s':>9} {'machines':>8} "
+        f"{'max KiB':>8} {'max events':>10} {'max payload KiB':>15}"
+    )
+    print()
+    print(header)
+    print("-" * len(header))
+    pipelines = [("example __default__", load_project(ROOT / "example").pipelines["__default__"])]
+    for n in (40, 200, 2000) if quick else (40, 200, 2000, 5000):
+        pipelines.append((f"layered n={n}", _pipeline(layered_dag(n, 12, random.Random(1)))))
+    for label, graph in pipelines:
+        for mode in ("structured", "exact"):
+            start = time.perf_counter()
+            machines = asl.build_machines(graph, job_queue=QUEUE, job_definition=JOBDEF, mode=mode)
+            seconds = time.perf_counter() - start
+            usage = [asl.check_limits(m.template, label) for m in machines]
+            print(
+                f"{label:28} {mode:10} {len(graph.nodes):6d} {seconds:9.2f} {len(machines):8d} "
+                f"{max(u.definition_bytes for u in usage) / 1024:8.0f} "
+                f"{max(u.history_events for u in usage):10d} "
+                f"{max(u.payload_bytes for u in usage) / 1024:15.1f}"
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer graphs per corpus")
     args = parser.parse_args(argv)
     run(args.quick)
+    footprint(args.quick)
     return 0
 
 

@@ -1038,6 +1038,9 @@ def structure(
             break
         size *= 2
     levels = by_levels(tasks, parents)
-    if makespan(levels, search.seconds) < makespan(layout, search.seconds):
+    # Only a real gain counts: summing the same durations in another order
+    # can differ in the last bit, and levels add precedence the layout avoids.
+    ours = makespan(layout, search.seconds)
+    if makespan(levels, search.seconds) < ours - 1e-12 * max(1.0, ours):
         return levels
     return layout
