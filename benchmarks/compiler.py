@@ -244,13 +244,19 @@ def footprint(quick: bool) -> None:
     print()
     print(header)
     print("-" * len(header))
-    pipelines = [("example __default__", load_project(ROOT / "example").pipelines["__default__"])]
+    example = load_project(ROOT / "example").pipelines["__default__"]
+    pipelines: list[tuple[str, PipelineGraph, dict[str, float] | None]] = [
+        ("example __default__", example, None)
+    ]
     for n in (40, 200, 2000) if quick else (40, 200, 2000, 5000):
-        pipelines.append((f"layered n={n}", _pipeline(layered_dag(n, 12, random.Random(1)))))
-    for label, graph in pipelines:
+        layered, node_seconds = _pipeline(layered_dag(n, 12, random.Random(1)))
+        pipelines.append((f"layered n={n}", layered, node_seconds))
+    for label, graph, durations in pipelines:
         for mode in ("structured", "exact"):
             start = time.perf_counter()
-            machines = asl.build_machines(graph, job_queue=QUEUE, job_definition=JOBDEF, mode=mode)
+            machines = asl.build_machines(
+                graph, job_queue=QUEUE, job_definition=JOBDEF, mode=mode, durations=durations
+            )
             seconds = time.perf_counter() - start
             usage = [asl.check_limits(m.template, label) for m in machines]
             print(
