@@ -42,7 +42,7 @@ from infra.graph import (
     one_task_per_node,
     topological_order,
 )
-from infra.layout import Layout, Leaf, Parallel, Series, leaves, structure
+from infra.layout import Layout, Leaf, Parallel, Series, fold, leaves, structure
 
 Mode = Literal["structured", "exact"]
 MODES: tuple[Mode, ...] = ("structured", "exact")
@@ -300,6 +300,15 @@ def _layout(tasks: TaskGraph, durations: Mapping[str, float] | None, budget: flo
     return structure(tasks.names, tasks.parents, tasks.durations(durations), budget_seconds=budget)
 
 
+def _total(costs: list[tuple[int, int]]) -> tuple[int, int]:
+    return sum(c[0] for c in costs), sum(c[1] for c in costs)
+
+
+def _parallel_cost(costs: list[tuple[int, int]]) -> tuple[int, int]:
+    size, events = _total(costs)
+    return size + 60 + 30 * len(costs), events + EVENTS_PARALLEL
+
+
 class _Splitter:
     """Cuts a layout into child machines that each fit the split budget.
 
@@ -330,27 +339,14 @@ class _Splitter:
     def cost(self, layout: Layout) -> tuple[int, int]:
         """Estimated (definition bytes, history events) of ``layout``'s states."""
         if id(layout) not in self._memo:
-            if isinstance(layout, Leaf):
-                task = self._tasks[layout.task]
-                state = self._scratch._submit(
-                    task, SUBMIT_JOB_SYNC, self._scratch._node_command(task)
-                )
-                state.update({"ResultPath": None, "Next": layout.task})
-                size = len(serialise({layout.task: state})) + len(layout.task)
-                self._memo[id(layout)] = (size, EVENTS_SYNC_TASK)
-            else:
-                children = layout.parts if isinstance(layout, Series) else layout.branches
-                costs = [self.cost(c) for c in children]
-                extra = (
-                    (60 + 30 * len(children), EVENTS_PARALLEL)
-                    if isinstance(layout, Parallel)
-                    else (0, 0)
-                )
-                self._memo[id(layout)] = (
-                    sum(c[0] for c in costs) + extra[0],
-                    sum(c[1] for c in costs) + extra[1],
-                )
+            self._memo[id(layout)] = fold(layout, self._leaf_cost, _total, _parallel_cost)
         return self._memo[id(layout)]
+
+    def _leaf_cost(self, leaf: Leaf) -> tuple[int, int]:
+        task = self._tasks[leaf.task]
+        state = self._scratch._submit(task, SUBMIT_JOB_SYNC, self._scratch._node_command(task))
+        state.update({"ResultPath": None, "Next": leaf.task})
+        return len(serialise({leaf.task: state})) + len(leaf.task), EVENTS_SYNC_TASK
 
     def job_cost(self, job: _Job) -> tuple[int, int]:
         """Estimated (definition bytes, history events) of one exact-mode submission."""

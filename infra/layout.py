@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from graphlib import TopologicalSorter
 from itertools import accumulate, compress, pairwise
 from operator import add
+from typing import TypeVar
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,7 @@ class Parallel:
 
 
 Layout = Leaf | Series | Parallel
+T = TypeVar("T")
 
 
 def _children(layout: Series | Parallel) -> tuple[Layout, ...]:
@@ -60,30 +62,49 @@ def leaves(layout: Layout) -> list[str]:
     return found
 
 
-def makespan(layout: Layout, durations: Mapping[str, float]) -> float:
-    """Run time of the layout when every task takes its duration."""
-    values: list[float] = []
+def fold(
+    layout: Layout,
+    leaf: Callable[[Leaf], T],
+    series: Callable[[list[T]], T],
+    parallel: Callable[[list[T]], T],
+) -> T:
+    """Evaluate a layout bottom-up, children left to right, without recursion:
+    layouts of deep series-parallel DAGs nest thousands of levels."""
+    values: list[T] = []
     stack: list[tuple[Layout, bool]] = [(layout, False)]
     while stack:
         node, expanded = stack.pop()
         if isinstance(node, Leaf):
-            values.append(durations[node.task])
+            values.append(leaf(node))
             continue
         children = _children(node)
         if not expanded:
             stack.append((node, True))
-            # Reversed, so children are summed left to right like a plain loop.
             stack.extend((c, False) for c in reversed(children))
             continue
         mine = values[len(values) - len(children) :]
         del values[len(values) - len(children) :]
-        if isinstance(node, Series):
-            values.append(sum(mine))
-        elif mine:
-            values.append(max(mine))
-        else:
-            raise ValueError("a Parallel needs at least one branch")
+        values.append(series(mine) if isinstance(node, Series) else parallel(mine))
     return values[0]
+
+
+def _one_after_another(parts: list[float]) -> float:
+    return sum(parts)
+
+
+def _longest(branches: list[float]) -> float:
+    if not branches:
+        raise ValueError("a Parallel needs at least one branch")
+    return max(branches)
+
+
+def makespan(layout: Layout, durations: Mapping[str, float]) -> float:
+    """Run time of the layout when every task takes its duration."""
+
+    def seconds(leaf: Leaf) -> float:
+        return durations[leaf.task]
+
+    return fold(layout, seconds, _one_after_another, _longest)
 
 
 def critical_path(
@@ -114,22 +135,7 @@ def by_levels(tasks: Sequence[str], parents: Mapping[str, Collection[str]]) -> L
 
 def normalise(layout: Layout) -> Layout:
     """Flatten Series-in-Series and Parallel-in-Parallel, drop 1-child nodes."""
-    done: list[Layout] = []
-    stack: list[tuple[Layout, bool]] = [(layout, False)]
-    while stack:
-        node, expanded = stack.pop()
-        if isinstance(node, Leaf):
-            done.append(node)
-            continue
-        children = _children(node)
-        if not expanded:
-            stack.append((node, True))
-            stack.extend((c, False) for c in reversed(children))
-            continue
-        mine = done[len(done) - len(children) :]
-        del done[len(done) - len(children) :]
-        done.append(_series(mine) if isinstance(node, Series) else _parallel(mine))
-    return done[0]
+    return fold(layout, lambda leaf: leaf, _series, _parallel)
 
 
 def check(layout: Layout, tasks: Sequence[str], parents: Mapping[str, Collection[str]]) -> None:

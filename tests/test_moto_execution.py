@@ -72,6 +72,21 @@ def execute(graph: PipelineGraph, mode: str, params: dict | None = None):
     return result, jobs
 
 
+def node_dependencies(jobs: list[dict]) -> dict[str, set[str]]:
+    """Node -> the nodes Batch made it wait for (``dependsOn``, through barriers)."""
+    by_id = {j["jobId"]: j for j in jobs}
+
+    def node_parents(job: dict) -> set[str]:
+        found: set[str] = set()
+        for dep in job.get("dependsOn", []):
+            parent = by_id[dep["jobId"]]
+            nodes = nodes_of(parent)
+            found |= {nodes} if nodes else node_parents(parent)
+        return found
+
+    return {n: node_parents(j) for j in jobs if (n := nodes_of(j))}
+
+
 def nodes_of(job: dict) -> str | None:
     command = job["container"]["command"]
     return command[command.index("--nodes") + 1] if "--nodes" in command else None
@@ -92,18 +107,7 @@ def test_example_runs_every_node_once_with_its_command(example: PipelineGraph, m
 def test_exact_mode_hands_batch_the_node_dependencies(example: PipelineGraph):
     result, jobs = execute(example, "exact")
     assert result["status"] == "SUCCEEDED", result
-    by_id = {j["jobId"]: j for j in jobs}
-
-    def node_parents(job: dict) -> set[str]:
-        found: set[str] = set()
-        for dep in job.get("dependsOn", []):
-            parent = by_id[dep["jobId"]]
-            nodes = nodes_of(parent)
-            found |= {nodes} if nodes else node_parents(parent)
-        return found
-
-    got = {nodes_of(j): node_parents(j) for j in jobs if nodes_of(j)}
-    assert got == {n: set(ps) for n, ps in example.parents.items()}
+    assert node_dependencies(jobs) == {n: set(ps) for n, ps in example.parents.items()}
 
 
 def test_empty_input_runs_with_empty_params(example: PipelineGraph):
@@ -161,15 +165,4 @@ def test_exact_mode_split_hands_job_ids_from_part_to_part(
     assert len(asl.build_machines(example, job_queue="q", job_definition="d", mode="exact")) > 3
     result, jobs = execute(example, "exact")
     assert result["status"] == "SUCCEEDED", result
-    by_id = {j["jobId"]: j for j in jobs}
-
-    def node_parents(job: dict) -> set[str]:
-        found: set[str] = set()
-        for dep in job.get("dependsOn", []):
-            parent = by_id[dep["jobId"]]
-            nodes = nodes_of(parent)
-            found |= {nodes} if nodes else node_parents(parent)
-        return found
-
-    got = {nodes_of(j): node_parents(j) for j in jobs if nodes_of(j)}
-    assert got == {n: set(ps) for n, ps in example.parents.items()}
+    assert node_dependencies(jobs) == {n: set(ps) for n, ps in example.parents.items()}
