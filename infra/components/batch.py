@@ -21,6 +21,7 @@ from kedro_batch_runtime.settings import ENV_BUCKET, ENV_INTERMEDIATES
 
 from infra import iam
 from infra.asl import TASK_COMMAND
+from infra.components.roles import service_role
 from infra.config import Settings
 from infra.kedro_project import QUIET_KEDRO_ENV
 from infra.resources import JobClass, ResourcePlan, Resources
@@ -273,15 +274,14 @@ class BatchCompute(pulumi.ComponentResource):
         account_id: pulumi.Output[str],
         policy: pulumi.Output[iam.Policy],
     ) -> aws.iam.Role:
-        role = aws.iam.Role(
+        role, _ = service_role(
             name,
+            service="ecs-tasks.amazonaws.com",
             description=description,
-            assume_role_policy=account_id.apply(
-                lambda account: json.dumps(iam.assume_role("ecs-tasks.amazonaws.com", account))
-            ),
+            account_id=account_id,
+            policy=policy,
             opts=self._child,
         )
-        aws.iam.RolePolicy(name, role=role.id, policy=policy.apply(json.dumps), opts=self._child)
         return role
 
 

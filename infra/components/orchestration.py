@@ -9,7 +9,6 @@ to its own CloudWatch log group.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
@@ -18,6 +17,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import asl, iam
+from infra.components.roles import service_role
 from infra.config import NAMESPACE, Settings
 from infra.plan import PipelinePlan
 from infra.resources import JobClass, ResourcePlan
@@ -66,31 +66,23 @@ class PipelineStateMachines(pulumi.ComponentResource):
         }
         part_names = [f"{name}-{_slug(p)}-part-*" for p, keys in parts.items() if keys]
 
-        role = aws.iam.Role(
+        role, policy = service_role(
             f"{name}-sfn",
+            service="states.amazonaws.com",
             description="Kedro pipelines' state machines: submit and watch Batch jobs",
-            assume_role_policy=account_id.apply(
-                lambda account: json.dumps(iam.assume_role("states.amazonaws.com", account))
-            ),
-            opts=child,
-        )
-        policy = aws.iam.RolePolicy(
-            f"{name}-sfn",
-            role=role.id,
+            account_id=account_id,
             policy=pulumi.Output.all(
                 partition, region, account_id, queue_arns, definition_prefixes
             ).apply(
-                lambda a: json.dumps(
-                    iam.state_machine_policy(
-                        partition=a[0],
-                        region=a[1],
-                        account_id=a[2],
-                        job_queue_arns=sorted(set(a[3])),
-                        job_definition_arns=a[4],
-                        logging=logging,
-                        tracing=settings.tracing,
-                        part_machine_names=part_names,
-                    )
+                lambda a: iam.state_machine_policy(
+                    partition=a[0],
+                    region=a[1],
+                    account_id=a[2],
+                    job_queue_arns=sorted(set(a[3])),
+                    job_definition_arns=a[4],
+                    logging=logging,
+                    tracing=settings.tracing,
+                    part_machine_names=part_names,
                 )
             ),
             opts=child,

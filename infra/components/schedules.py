@@ -15,6 +15,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra import iam
+from infra.components.roles import service_role
 from infra.config import Schedule
 
 
@@ -35,19 +36,13 @@ class PipelineSchedules(pulumi.ComponentResource):
             opts=pulumi.InvokeOutputOptions(parent=self)
         ).account_id
         targets = sorted({s.pipeline or default_pipeline for s in schedules})
-        role = aws.iam.Role(
+        role, policy = service_role(
             f"{name}-scheduler",
+            service="scheduler.amazonaws.com",
             description="EventBridge Scheduler: start scheduled Kedro pipeline runs",
-            assume_role_policy=account_id.apply(
-                lambda account: json.dumps(iam.assume_role("scheduler.amazonaws.com", account))
-            ),
-            opts=child,
-        )
-        policy = aws.iam.RolePolicy(
-            f"{name}-scheduler",
-            role=role.id,
+            account_id=account_id,
             policy=pulumi.Output.all(*[state_machine_arns[p] for p in targets]).apply(
-                lambda arns: json.dumps(iam.scheduler_policy(sorted(arns)))
+                lambda arns: iam.scheduler_policy(sorted(arns))
             ),
             opts=child,
         )
