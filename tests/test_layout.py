@@ -318,14 +318,21 @@ def test_5000_task_chain() -> None:
     assert makespan(layout, dict.fromkeys(tasks, 1.0)) == 5000
 
 
-def test_deep_sp_nesting_is_exact_and_fast() -> None:
-    # A spine with a side task at every step nests Series in Parallel 5,000 deep.
-    rng = random.Random(5)
-    tasks, parents = [], {}
-    for i in range(2500):
+def spine(steps: int) -> tuple[list[str], dict[str, list[str]]]:
+    """A chain a0 -> a1 -> ... with a side task b_i after every a_i."""
+    tasks: list[str] = []
+    parents: dict[str, list[str]] = {}
+    for i in range(steps):
         tasks += [f"a{i}", f"b{i}"]
         parents[f"a{i}"] = [f"a{i - 1}"] if i else []
         parents[f"b{i}"] = [f"a{i}"]
+    return tasks, parents
+
+
+def test_deep_sp_nesting_is_exact_and_fast() -> None:
+    # A spine with a side task at every step nests Series in Parallel 5,000 deep.
+    rng = random.Random(5)
+    tasks, parents = spine(2500)
     durations = {t: rng.lognormvariate(0, 1) for t in tasks}
     start = time.perf_counter()
     layout = structure(tasks, parents, durations)
@@ -338,11 +345,7 @@ def test_deep_sp_nesting_is_exact_and_fast() -> None:
 
 def test_deep_sp_nesting_with_an_n_stays_bounded() -> None:
     rng = random.Random(6)
-    tasks, parents = [], {}
-    for i in range(2500):
-        tasks += [f"a{i}", f"b{i}"]
-        parents[f"a{i}"] = [f"a{i - 1}"] if i else []
-        parents[f"b{i}"] = [f"a{i}"]
+    tasks, parents = spine(2500)
     durations = {t: rng.lognormvariate(0, 1) for t in tasks}
     cp = critical_path(tasks, parents, durations)
 
