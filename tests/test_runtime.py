@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from kedro.io.core import generate_timestamp
 from kedro.pipeline import Node
-from kedro_batch_runtime import cli
+from kedro_batch_runtime import cli, records
 from kedro_batch_runtime.boundaries import (
     Crossing,
     Storage,
@@ -360,6 +360,11 @@ def test_tasks_share_data_through_the_bucket_only(s3, tmp_path):
         assert done.returncode == 0, done.stderr
         assert f"node {node}: started" in done.stderr
         assert re.search(rf"node {node}: finished in \d+\.\d\ds", done.stderr)
+        record = records.parse(done.stderr.splitlines())
+        assert record.nodes == (node,) and record.status == "SUCCEEDED"
+        (span,) = record.spans
+        assert span.node == node and span.status == "SUCCEEDED"
+        assert record.started <= span.started <= span.finished <= record.finished
         assert not (tmp_path / "tiny-1" / node / TINY.name / "data").exists()
     assert s3.keys(BUCKET, "runs/tiny-1/") == [
         "runs/tiny-1/data/02_intermediate/summary.csv",
@@ -390,6 +395,11 @@ def test_a_failing_node_is_named_and_fails_the_task(s3, tmp_path):
     assert failed.returncode == cli.EXIT_FAILED
     last = failed.stderr.strip().splitlines()[-1]
     assert re.search(r"node summarise failed after \d+\.\d\ds: ValueError: asked to fail", last)
+    record = records.parse(failed.stderr.splitlines())
+    assert record.status == "FAILED"
+    span = record.span("summarise")
+    assert span is not None and span.status == "FAILED"
+    assert span.error == "ValueError: asked to fail"
 
 
 def test_a_failing_load_is_pinned_on_its_node(s3, tmp_path):

@@ -21,6 +21,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from kedro_batch_runtime import records
 from kedro_batch_runtime.settings import RunConfigError, RunSettings
 
 PROG = "kedro-batch-task"
@@ -56,11 +57,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not nodes:
         log.error("--nodes names no node")
         return EXIT_USAGE
+    # First thing, before Kedro is imported: the container is running now.
+    records.write(sys.stderr, "task-start", nodes=nodes)
+    code = _main(args, nodes, log)
+    if code == 0:
+        records.write(sys.stderr, "task-end", status="SUCCEEDED")
+    return code
+
+
+def _fail(log: logging.Logger, code: int, message: str) -> int:
+    """End a failed task: its record, then one line naming the culprit, last in the log."""
+    records.write(sys.stderr, "task-end", status="FAILED")
+    log.error("%s", message)
+    return code
+
+
+def _main(args: argparse.Namespace, nodes: list[str], log: logging.Logger) -> int:
     try:
         run = RunSettings.from_environ(os.environ)
     except RunConfigError as exc:
-        log.error("%s", exc)
-        return EXIT_USAGE
+        return _fail(log, EXIT_USAGE, str(exc))
     project = args.project_dir or Path(os.environ.get(ENV_PROJECT_DIR) or Path.cwd())
     for key, value in QUIET_KEDRO_ENV.items():
         os.environ.setdefault(key, value)
@@ -82,19 +98,20 @@ def run_task(project: Path, nodes: list[str], run: RunSettings, log: logging.Log
         with session:
             session.run(pipeline_names=[run.pipeline], node_names=nodes)
     except RunConfigError as exc:
-        log.error("%s", exc)
-        return EXIT_USAGE
+        return _fail(log, EXIT_USAGE, str(exc))
     except Exception as exc:
         traceback.print_exc()
         running = hooks.running()
+        if running:
+            hooks.failed(running[0], exc)
         where = (
             f"node {running[0]} failed after {running[1]:.2f}s"
             if running
             else "the task failed before its first node started"
         )
         # One line, so the last line of the job's log always names the culprit.
-        log.error("%s: %s: %s", where, type(exc).__name__, " ".join(str(exc).split()))
-        return EXIT_FAILED
+        message = " ".join(str(exc).split())
+        return _fail(log, EXIT_FAILED, f"{where}: {type(exc).__name__}: {message}")
     finally:
         hooks.deactivate()
     return 0

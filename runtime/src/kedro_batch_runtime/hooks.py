@@ -10,6 +10,7 @@ the runtime happens to be installed is unaffected.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 from kedro.config import MissingConfigException
 from kedro.framework.hooks import hook_impl
 
+from kedro_batch_runtime import records
 from kedro_batch_runtime.catalog import plan_catalog
 from kedro_batch_runtime.settings import RunSettings
 
@@ -32,7 +34,8 @@ class _Task:
 
 
 class KedroBatchHooks:
-    """Moves the task's data (``after_context_created``) and times its nodes."""
+    """Moves the task's data (``after_context_created``) and times its nodes
+    (a :mod:`~kedro_batch_runtime.records` line as each starts and ends)."""
 
     def __init__(self) -> None:
         self._task: _Task | None = None
@@ -103,16 +106,26 @@ class KedroBatchHooks:
         name = next(iter(self._started), None)
         return None if name is None else (name, time.monotonic() - self._started[name])
 
+    def failed(self, node: str, exc: BaseException) -> None:
+        """Record that ``node`` failed (the task is ending with its error)."""
+        if self._task is not None and node in self._started:
+            del self._started[node]
+            self._saved.pop(node, None)
+            error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:1000]
+            records.write(sys.stderr, "node-end", node=node, status="FAILED", error=error)
+
     def _start(self, node: Any) -> None:
         if self._task is not None and node.name not in self._started:
             self._started[node.name] = time.monotonic()
             logger.info("node %s: started", node.name)
+            records.write(sys.stderr, "node-start", node=node.name)
 
     def _finish(self, node: Any) -> None:
         if self._task is not None and node.name in self._started:
             seconds = time.monotonic() - self._started.pop(node.name)
             self._saved.pop(node.name, None)
             logger.info("node %s: finished in %.2fs", node.name, seconds)
+            records.write(sys.stderr, "node-end", node=node.name, status="SUCCEEDED")
 
 
 def _config(loader: Any, key: str) -> dict[str, Any]:
