@@ -1416,7 +1416,7 @@ def timeline_run(
         precedence=precedence,
         expected_seconds=expected,
         now=snapshot.now.timestamp(),
-        source="execution",
+        source="Step Functions console",
         link=execution_url(arn),
     )
 

@@ -68,6 +68,21 @@ class TaskRun:
     log_tail: str = ""
     link: str | None = None  # its log stream in a console, where there is one
 
+    @property
+    def began(self) -> float | None:
+        """When it started running: its container, or its first node if the clocks disagree."""
+        return min(
+            (t for t in (self.started, *(s.started for s in self.spans)) if t is not None),
+            default=None,
+        )
+
+    @property
+    def ended(self) -> float | None:
+        """When it ended (``None`` while it runs): its job, or its last record if later."""
+        if self.finished is None:
+            return None
+        return max([self.finished, *(s.finished for s in self.spans if s.finished is not None)])
+
 
 @dataclass(frozen=True)
 class Run:
@@ -229,24 +244,24 @@ def deciding_chain(
     it, any task that had finished by then. Tasks that never finished are
     not on it.
     """
-    ended = {t.key: t for t in tasks if t.finished is not None}
+    ended = {t.key: t for t in tasks if t.ended is not None}
     if not ended:
         return []
     order = {t.key: i for i, t in enumerate(tasks)}
-    current = max(ended.values(), key=lambda t: (t.finished, -order[t.key]))
+    current = max(ended.values(), key=lambda t: (t.ended, -order[t.key]))
     chain = [current.key]
     while True:
-        began = _first(current.submitted, current.started)
+        began = _first(current.submitted, current.began)
         if precedence is not None and current.key in precedence:
             candidates = [ended[k] for k in precedence[current.key] if k in ended]
         else:
             candidates = [t for t in ended.values() if t.key != current.key]
         if began is not None:
-            candidates = [t for t in candidates if (t.finished or 0) <= began + START_SKEW]
+            candidates = [t for t in candidates if (t.ended or 0) <= began + START_SKEW]
         candidates = [t for t in candidates if t.key not in chain]
         if not candidates:
             break
-        current = max(candidates, key=lambda t: (t.finished, -order[t.key]))
+        current = max(candidates, key=lambda t: (t.ended, -order[t.key]))
         chain.append(current.key)
     return chain[::-1]
 
@@ -326,13 +341,13 @@ def layout(run: Run, *, width: float = WIDTH) -> Picture:
     for index, task in enumerate(sorted(run.tasks, key=when)):
         y = index * row_h
         bar_y = y + (row_h - bar_h) / 2
-        start = _first(task.started, *(s.started for s in task.spans))
+        start = task.began
         queued = None
         if task.submitted is not None and start is not None and start > task.submitted:
             queued = Box(x(task.submitted), bar_y, (start - task.submitted) * scale, bar_h)
         running = None
         if start is not None:
-            stop = task.finished if task.finished is not None else now
+            stop = task.ended if task.ended is not None else now
             running = Box(x(start), bar_y, max(stop - start, 0.0) * scale, bar_h)
         nodes = _node_bars(task, x, scale, bar_y, bar_h, now)
         rows.append(
@@ -355,8 +370,8 @@ def layout(run: Run, *, width: float = WIDTH) -> Picture:
     chain_tasks = [t for t in run.tasks if t.key in on_chain]
     chain_seconds = 0.0
     if chain_tasks:
-        first = min(_first(t.submitted, t.started) or run.started for t in chain_tasks)
-        last = max(t.finished or now for t in chain_tasks)
+        first = min(_first(t.submitted, t.began) or run.started for t in chain_tasks)
+        last = max(t.ended or now for t in chain_tasks)
         chain_seconds = last - first
     end = run.finished if run.finished is not None else now
     return Picture(
@@ -397,7 +412,7 @@ def _node_bars(
     for i, span in enumerate(spans):
         stop = span.finished
         if stop is None:  # still running, or the container died under it
-            stop = task.finished if task.finished is not None else now
+            stop = task.ended if task.ended is not None else now
         status = span.status or (RUNNING if task.status in (RUNNING, QUEUED) else FAILED)
         box = Box(
             x(span.started), bar_y + inset, max(stop - span.started, 0.0) * scale, bar_h - 2 * inset

@@ -105,12 +105,20 @@ def _utc(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _spent(task: TaskRun) -> list[str]:
+    """How long it queued (and started up) and how long it ran, as far as known."""
+    began, ended = task.began, task.ended
+    found = []
+    if task.submitted is not None and began is not None:
+        found.append(f"queued {duration_text(began - task.submitted)}")
+    if began is not None and ended is not None:
+        found.append(f"ran {duration_text(ended - began)}")
+    return found
+
+
 def _task_title(task: TaskRun) -> str:
     parts = [f"{task.label}: {task.status.lower().replace('_', ' ')}"]
-    if task.submitted is not None and task.started is not None:
-        parts.append(f"queued {duration_text(task.started - task.submitted)}")
-    if task.started is not None and task.finished is not None:
-        parts.append(f"ran {duration_text(task.finished - task.started)}")
+    parts += _spent(task)
     if task.attempts > 1:
         parts.append(f"{task.attempts} attempts")
     parts.append(f"nodes: {', '.join(task.nodes)}")
@@ -298,11 +306,7 @@ def _chain_list(picture: Picture) -> str:
     items = []
     for key in picture.chain:
         task = by_key[key]
-        bits = []
-        if task.submitted is not None and task.started is not None:
-            bits.append(f"queued {duration_text(task.started - task.submitted)}")
-        if task.started is not None and task.finished is not None:
-            bits.append(f"ran {duration_text(task.finished - task.started)}")
+        bits = _spent(task)
         nodes = ", ".join(task.nodes)
         items.append(
             f"<li><code>{escape(task.label)}</code> "
