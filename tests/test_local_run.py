@@ -106,8 +106,11 @@ def test_exact_mode_and_default_node_names_run_too():
 @pytest.fixture(scope="module")
 def failed_tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]:
     page = tmp_path_factory.mktemp("failed") / "timeline.html"
+    durations = {"scale": 2, "summarise": 3, "fit": 5, "report": 1}  # the model: 2 + 5 + 1 s
     report, output = run_quiet(
-        overrides={"projectDir": str(TINY), **NO_ENV}, params={"fail": True}, timeline=page
+        overrides={"projectDir": str(TINY), **NO_ENV, "durations": json.dumps(durations)},
+        params={"fail": True},
+        timeline=page,
     )
     return report, output, page
 
@@ -134,6 +137,7 @@ def test_a_failed_runs_timeline_marks_the_failed_node_with_its_cause(
         browser.check_failure_mark(page, "summarise", "ValueError: asked to fail")
     assert shown["rows"]["summarise"] == "FAILED" and shown["rows"]["report"] == "NOT_RUN"
     assert shown["nodes"]["summarise"] == "FAILED"
+    assert re.search(r"model expected\s+8s", shown["header"])
 
 
 def test_a_fused_tasks_nodes_have_their_own_times_and_unstarted_ones_did_not_run():

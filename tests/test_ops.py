@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -772,9 +773,10 @@ def test_the_real_cli_prints_one_line_and_no_traceback(deployed: Deployed):
 
 
 def test_status_of_a_split_pipeline_finds_the_failed_node_inside_its_part(
-    deployed: Deployed, failed_split: str, example: PipelineGraph, capsys
+    deployed: Deployed, failed_split: str, example: PipelineGraph, tmp_path: Path, capsys
 ):
-    assert deployed.cli("status", failed_split) == 1
+    page = tmp_path / "split.html"
+    assert deployed.cli("status", failed_split, "--timeline", str(page)) == 1
     out = capsys.readouterr().out
     rows = table_rows(out)
     assert set(rows) == set(example.node_names)  # parts not started are "not run"
@@ -782,6 +784,12 @@ def test_status_of_a_split_pipeline_finds_the_failed_node_inside_its_part(
     assert failed_nodes and failed_nodes <= first_nodes(example)
     for node in failed_nodes:
         assert f"node {node} failed" in out
+    # The timeline has a row for every task, wherever its part is, with its status.
+    drawn = dict(
+        re.findall(r'<g class="row[^"]*" data-task="([^"]+)" data-status="(\w+)"', page.read_text())
+    )
+    assert set(drawn) == set(example.node_names)
+    assert {n for n, s in drawn.items() if s == "FAILED"} == failed_nodes
 
 
 def test_a_redrive_reruns_the_whole_part_of_a_failed_node():
