@@ -370,6 +370,8 @@ def _stage(project: Path, into: Path) -> Path:
 def local_run(options: Options, console: Console | None = None) -> dict[str, Any]:
     """Run one pipeline end to end; returns the report. Raises ``UserError``."""
     console = console or Console(stderr=True)
+    if options.timeline:
+        timeline_html.writable(options.timeline)
     overrides = dict(options.overrides)
     settings = stack_settings(options.stack, overrides)
     pipeline = options.pipeline or settings.pipelines[0]

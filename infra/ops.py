@@ -1262,7 +1262,10 @@ def status(
     out = out or Console()
     if plan is not None and timeline_file is None:
         raise UserError("--plan only feeds --timeline; add --timeline FILE.html")
-    plans = read_plan(plan) if plan is not None else None  # a bad file fails before any call
+    # A bad file or path fails before any call.
+    plans = read_plan(plan) if plan is not None else None
+    if timeline_file is not None:
+        timeline_html.writable(timeline_file)
     watcher = Watcher(aws, execution_arn)
     if follow:
         code = _follow(watcher, out, interval)
@@ -1292,12 +1295,7 @@ def status(
             tails=tails,
             expected=expected,
         )
-        try:
-            timeline_html.write(timeline_file, run)
-        except OSError as exc:
-            raise UserError(
-                f"--timeline {timeline_file}: cannot write it ({exc.strerror})"
-            ) from None
+        timeline_html.write(timeline_file, run)
         out.print(f"timeline written to {timeline_file}", highlight=False, soft_wrap=True)
     return code
 

@@ -412,3 +412,15 @@ def test_job_start_is_the_median_wait_from_submission_to_the_first_node():
     record = fused_record()  # first node-start at 104
     assert job_start_seconds([(94.0, record), (44.0, record), (100.0, record)]) == 10.0
     assert job_start_seconds([(None, record), (1.0, None)]) is None
+
+
+def test_a_timeline_path_that_cannot_be_written_is_refused_up_front(tmp_path: Path):
+    from infra.errors import UserError
+
+    with pytest.raises(UserError, match="is a folder"):
+        timeline_html.writable(tmp_path)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(UserError, match="cannot create its folder"):
+        timeline_html.writable(blocker / "sub" / "t.html")
+    assert timeline_html.writable(tmp_path / "new" / "t.html").parent.is_dir()
