@@ -61,10 +61,20 @@ CONF: dict[str, dict[str, Any]] = {
         "path": "s3://other/parts",
         "dataset": {"type": "pandas.CSVDataset", "credentials": "inner"},
     },
+    "local_parts": {
+        "type": "partitions.PartitionedDataset",
+        "path": "data/01_raw/parts",
+        "dataset": {"type": "pandas.CSVDataset", "credentials": "fs"},
+    },
     "unused": {"type": "pandas.CSVDataset", "filepath": "s3://x/u.csv", "credentials": "unused"},
 }
 PIPELINE = [
-    Node(lambda a, b, c: (a, a), ["local_in", "api_quota", "parts"], ["x_remote", "y"], name="n1"),
+    Node(
+        lambda a, b, c, d: (a, a),
+        ["local_in", "api_quota", "parts", "local_parts"],
+        ["x_remote", "y"],
+        name="n1",
+    ),
     Node(lambda y: y, "y", "z", name="n2"),
 ]
 RUN = RunSettings(run_id="r1", version="2026-11-26T22.34.40.123Z", bucket="b")
@@ -75,6 +85,8 @@ def test_plan_keeps_credentials_as_references_and_drops_them_where_data_moves():
     # Moved into the bucket: read with the job role, its own credentials dropped.
     assert plan.config["local_in"]["filepath"] == "s3://b/data/01_raw/in.csv"
     assert "credentials" not in plan.config["local_in"]
+    assert plan.config["local_parts"]["path"] == "s3://b/data/01_raw/parts"
+    assert plan.config["local_parts"]["dataset"] == {"type": "pandas.CSVDataset"}  # nested too
     # Left where the catalog says: the reference stays for the session to resolve.
     assert plan.config["api_quota"] == CONF["api_quota"]
     assert plan.credentials == {
@@ -87,6 +99,7 @@ def test_plan_keeps_credentials_as_references_and_drops_them_where_data_moves():
 
 def test_referenced_follows_kedros_rule():
     assert referenced(CONF) == ("api", "fs", "other_s3", "inner", "unused")
+    assert referenced(CONF["local_parts"]) == ("fs",)
     assert referenced({"credentials": {"key": "inline"}}) == ()  # inline values: no reference
 
 

@@ -10,7 +10,7 @@ unpinned datasets, and the catalog class the project configured.
 
 Planning never sees a credential: entries keep ``credentials: <name>``
 references, which the session resolves. A dataset moved into the data bucket
-loses its own ``credentials``: it is read and written with the job role, and
+loses its ``credentials``: it is read and written with the job role, and
 credentials meant for a local file system would only confuse ``s3fs``.
 """
 

@@ -105,8 +105,14 @@ def referenced(config: Any) -> tuple[str, ...]:
 
 
 def without_credentials(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A dataset entry without its own ``credentials`` (kept in nested entries)."""
-    return {k: v for k, v in config.items() if k != CREDENTIALS_KEY}
+    """A dataset entry without ``credentials``, nested entries included (a
+    ``PartitionedDataset`` hands its own or its ``dataset:``'s to each partition's
+    file system)."""
+    return {
+        k: without_credentials(v) if isinstance(v, Mapping) else v
+        for k, v in config.items()
+        if k != CREDENTIALS_KEY
+    }
 
 
 # --- the document ----------------------------------------------------------------
