@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from kedro_batch_runtime.boundaries import Storage
+from kedro_batch_runtime.credentials import ENV_CREDENTIALS
 from kedro_batch_runtime.layout import (
     RUNS_PREFIX,
     DataLayout,
@@ -45,6 +46,7 @@ from infra.errors import UserError
 from infra.graph import PipelineGraph, one_task_per_node
 from infra.local_interpreter import ExecutionFailed, Interpreter, Job, LocalBatch
 from infra.plan import plan
+from infra.secrets import credentials_needed, local_credentials_document
 from infra.synth import Synthesis, stack_settings, synthesize
 
 # What the default .dockerignore keeps out of the image: a task sees the same.
@@ -52,6 +54,8 @@ IGNORED_NAMES = frozenset(
     {".git", ".venv", "venv", "__pycache__", ".pytest_cache", ".ipynb_checkpoints"}
 )
 LOG_TAIL_LINES = 40
+# The stand-in name local-run plans with when the stack names no credentials secret.
+LOCAL_CREDENTIALS_SECRET = "local-run/emulated-credentials"
 REGION = "us-east-1"
 
 
@@ -305,6 +309,36 @@ def _job_environment(synthesis: Synthesis) -> dict[str, str]:
     return {}
 
 
+def _job_secrets(synthesis: Synthesis) -> list[str]:
+    """The environment variables the job definition fills from secrets."""
+    for resource in synthesis.resources:
+        if resource["type"] == "aws:batch/jobDefinition:JobDefinition":
+            props = resource["inputs"].get("containerProperties")
+            container = json.loads(props) if isinstance(props, str) else props or {}
+            return [s["name"] for s in container.get("secrets", [])]
+    return []
+
+
+def _emulated_secrets(
+    names: Sequence[str], document: str | None, console: Console
+) -> dict[str, str]:
+    """What ECS would put in the job's environment from its secrets, emulated.
+
+    The credentials secret is the project's local credentials files (as
+    ``kedro run`` reads them); every ``secretEnv`` variable comes from this
+    shell's environment, where ``kedro run`` would find it too.
+    """
+    values = {ENV_CREDENTIALS: document} if document else {}
+    unset = [n for n in names if n != ENV_CREDENTIALS and n not in os.environ]
+    values |= {n: os.environ[n] for n in names if n != ENV_CREDENTIALS and n in os.environ}
+    if unset:
+        console.print(
+            f"[yellow]not set in this shell[/]: {', '.join(unset)} (kedro-batch:secretEnv); "
+            "tasks run without them, as `kedro run` would"
+        )
+    return values
+
+
 def _bucket(synthesis: Synthesis) -> str:
     for resource in synthesis.resources:
         if resource["type"].startswith("aws:s3/bucket"):
@@ -323,6 +357,9 @@ def _stage(project: Path, into: Path) -> Path:
         elif where == "conf/local":
             # Kept as an empty folder: Kedro's default run env is "local".
             skip |= set(names)
+        elif where.startswith("conf"):
+            # Credentials reach tasks as the emulated secret, never as files.
+            skip |= {n for n in names if n.startswith("credentials")}
         return skip
 
     stage = into / "project"
@@ -339,6 +376,13 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
     if pipeline not in settings.pipelines:  # run one the stack does not deploy (yet)
         overrides["pipelines"] = json.dumps([*settings.pipelines, pipeline])
         settings = stack_settings(options.stack, overrides)
+    # The project's local credentials play the credentials secret, whether or
+    # not the stack names one yet (then pulumi up still asks for it).
+    credentials = local_credentials_document(settings.project_dir, settings.kedro_env)
+    emulated_only = credentials is not None and settings.credentials_secret is None
+    if emulated_only:
+        overrides["credentialsSecret"] = LOCAL_CREDENTIALS_SECRET
+        settings = stack_settings(options.stack, overrides)
     deployment = plan(settings)
     graph = deployment.pipelines[pipeline].graph
     synthesis = synthesize(options.stack, overrides)
@@ -349,6 +393,12 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
         f"[bold]local-run[/] {pipeline!r} of {deployment.project.package_name} "
         f"({len(graph.nodes)} nodes, {settings.orchestration}), run id {run_id}"
     )
+    if emulated_only and credentials_needed(graph, settings.intermediates):
+        console.print(
+            "[yellow]kedro-batch:credentialsSecret is not set[/]: tasks get the project's "
+            "local credentials here, but `pulumi up` refuses until it names a secret "
+            "(README: Credentials and secrets)"
+        )
     with tempfile.TemporaryDirectory(prefix="kedro-batch-") as tmp, embedded_s3() as endpoint:
         s3 = _s3_client(endpoint)
         s3.create_bucket(Bucket=bucket)
@@ -365,6 +415,8 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
             "DO_NOT_TRACK": "1",
             "KEDRO_DISABLE_TELEMETRY": "true",
         }
+        base_env.pop(ENV_CREDENTIALS, None)
+        base_env |= _emulated_secrets(_job_secrets(synthesis), credentials, console)
         runner = _Runner(_stage(deployment.project.path, Path(tmp)), Path(tmp), base_env)
         batch = LocalBatch(runner, options.max_parallel, on_cancel=runner.terminate_all)
         started = datetime.now(UTC)

@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
+import os
+import re
+import subprocess
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+import yaml
 from kedro.pipeline import Node
 from kedro_batch_runtime import cli, records
 from kedro_batch_runtime.catalog import plan_catalog
@@ -26,7 +33,18 @@ from kedro_batch_runtime.credentials import (
     task_credentials,
 )
 from kedro_batch_runtime.settings import RunConfigError, RunSettings
+from parliament import analyze_policy_string
+from rich.console import Console
 
+from infra import local_run as local_run_module
+from infra.config import REPO_ROOT, parse
+from infra.errors import UserError
+from infra.graph import DatasetInfo, PipelineGraph
+from infra.kedro_project import load_project
+from infra.local_run import Options, local_run
+from infra.mocks import REGION, SynthMocks
+from infra.secrets import SecretRef, credentials_needed, local_credentials_document
+from infra.synth import stack_config
 from tests.batch_tasks import S3Endpoint, moto_s3, run_task, task_env
 
 PROJECT = Path(__file__).parent / "fixtures" / "projects" / "credentials_one_node"
@@ -210,3 +228,237 @@ def test_the_secret_document_and_a_secret_variable_reach_the_one_node_that_needs
     report = pd.read_csv(io.BytesIO(body.read()))
     assert report["credentials_sha256"].tolist() == [digest(PLANTED_USER, PLANTED_TOKEN)]
     assert PLANTED_USER not in logs and PLANTED_TOKEN not in logs
+
+
+# --- the stack settings -------------------------------------------------------------
+
+SECRET_ARN = "arn:aws:secretsmanager:eu-west-2:210987654321:secret:shared/api-AbCdEf"
+
+
+@pytest.mark.parametrize(
+    ("text", "secret", "value_from"),
+    [
+        ("my-project/credentials", "my-project/credentials", "{arn}"),
+        ("api:token", "api", "{arn}:token::"),
+        ("api::AWSPREVIOUS", "api", "{arn}::AWSPREVIOUS:"),
+        (SECRET_ARN, SECRET_ARN, "{arn}"),
+        (f"{SECRET_ARN}:token::", SECRET_ARN, "{arn}:token::"),
+    ],
+)
+def test_secret_references_take_batchs_selector(text, secret, value_from):
+    ref = SecretRef.parse(text)
+    assert ref.secret == secret
+    assert ref.value_from("ARN") == value_from.format(arn="ARN")
+    assert ref.region == ("eu-west-2" if ref.is_arn else None)
+
+
+def test_secret_settings_are_parsed_and_checked():
+    settings = parse(
+        {
+            "credentialsSecret": "my-project/credentials",
+            "secretEnv": json.dumps({"FIXTURE_API_TOKEN": f"{SECRET_ARN}:token::"}),
+            "secretsKmsKeyArn": "arn:aws:kms:eu-west-2:210987654321:key/1234abcd-12ab",
+        }
+    )
+    assert settings.credentials_secret == SecretRef("my-project/credentials")
+    assert settings.secret_env == {"FIXTURE_API_TOKEN": SecretRef(SECRET_ARN, "token")}
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"credentialsSecret": "no spaces"}, r"'no spaces' is not a secret name"),
+        ({"credentialsSecret": "arn:aws:ssm:eu-west-1:1:parameter/x"}, r"not a Secrets Manager"),
+        ({"credentialsSecret": "x:k:AWSCURRENT:v1"}, r"a version stage or a version id, not both"),
+        ({"secretEnv": '{"AWS_SECRET_ACCESS_KEY": "x"}'}, r"would replace the job role's AWS"),
+        ({"secretEnv": '{"KEDRO_BATCH_CREDENTIALS": "x"}'}, r"is set by kedro-batch, Kedro or"),
+        ({"secretEnv": '{"API-TOKEN": "x"}'}, r"'API-TOKEN' is not an environment variable name"),
+        ({"secretEnv": '["x"]'}, r"expected an object of environment variable -> secret"),
+        ({"secretsKmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:alias/x"}, r"not an alias"),
+        ({"secretsKmsKeyArn": "arn:aws:kms:eu-west-1:123456789012:key/x"}, r"no secret uses it"),
+        (
+            {"secretEnv": json.dumps({f"VAR_{i}": f"a/{'x' * 200}" for i in range(60)})},
+            r"60 secrets take up to .* characters of the job definition",
+        ),
+    ],
+)
+def test_bad_secret_settings_name_the_key_and_the_fix(raw, message):
+    with pytest.raises(UserError, match=message):
+        parse(raw)
+
+
+# --- planning: names only, and a refusal before anything exists ----------------------
+
+
+def test_the_loader_records_credentials_names_and_never_reads_them(monkeypatch):
+    monkeypatch.delenv("FIXTURE_API_TOKEN", raising=False)  # the credentials file needs it
+    graph = load_project(PROJECT).pipelines["__default__"]
+    assert graph.datasets["api_quota"].credentials == ("api",)
+    assert graph.datasets["numbers"].credentials == ()
+
+
+def test_moved_datasets_need_no_credentials():
+    info = {
+        "api_quota": DatasetInfo("api_quota", True, "x.Api", credentials=("api",)),
+        "raw": DatasetInfo(
+            "raw", True, "pandas.CSVDataset", "data/raw.csv", "file", False, ("fs",)
+        ),
+    }
+    graph = PipelineGraph("p", (), {}, info)
+    assert credentials_needed(graph, "persist") == {"api": ["api_quota"]}
+    assert credentials_needed(graph, "error") == {"api": ["api_quota"], "fs": ["raw"]}
+
+
+def synth(tmp_path: Path, *overrides: str, env: dict[str, str] | None = None):
+    args = [sys.executable, "-m", "infra", "synth", "--project-dir", str(PROJECT)]
+    args += ["-c", "kedroEnv=", *(f"-c{o}" for o in overrides), "--out", str(tmp_path / "out")]
+    environ = {**os.environ, "DO_NOT_TRACK": "1", "KEDRO_DISABLE_TELEMETRY": "true", **(env or {})}
+    environ.pop("FIXTURE_API_TOKEN", None)
+    environ.update(env or {})
+    return subprocess.run(
+        args, cwd=REPO_ROOT, env=environ, capture_output=True, text=True, check=False
+    )
+
+
+def test_synth_refuses_credentials_no_job_would_get_in_one_line(tmp_path):
+    done = synth(tmp_path)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "need Kedro credentials 'api' (datasets api_quota)" in line
+    assert (
+        "(cd credentials_one_node && aws secretsmanager create-secret --name "
+        "credentials_one_node/credentials --secret-string file://conf/local/credentials.yml) "
+        "&& pulumi config set kedro-batch:credentialsSecret credentials_one_node/credentials"
+    ) in line
+    assert not (tmp_path / "out" / "resources.json").exists()
+
+
+def test_jobs_get_secrets_by_full_arn_and_only_the_execution_role_reads_them(tmp_path):
+    done = synth(
+        tmp_path,
+        "credentialsSecret=credentials_one_node/credentials",
+        "secretEnv=" + json.dumps({"FIXTURE_API_TOKEN": f"{SECRET_ARN}:token::"}),
+        "secretsKmsKeyArn=arn:aws:kms:eu-west-2:210987654321:key/1234abcd-12ab",
+        env={"FIXTURE_API_TOKEN": PLANTED_TOKEN},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    resources = json.loads((tmp_path / "out" / "resources.json").read_text())
+    (job,) = [r for r in resources if r["type"] == "aws:batch/jobDefinition:JobDefinition"]
+    container = json.loads(job["inputs"]["containerProperties"])
+    region = stack_config("dev").get("aws:region", REGION)
+    credentials_arn = SynthMocks(region).secret({"name": "credentials_one_node/credentials"})["arn"]
+    assert re.fullmatch(
+        r"arn:aws:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+-\w{6}", credentials_arn
+    )
+    assert container["secrets"] == [
+        {"name": "FIXTURE_API_TOKEN", "valueFrom": f"{SECRET_ARN}:token::"},
+        {"name": ENV_CREDENTIALS, "valueFrom": credentials_arn},
+    ]
+    assert ENV_CREDENTIALS not in {e["name"] for e in container["environment"]}
+    policies = {
+        r["name"].rsplit("-", 1)[-1]: json.loads(r["inputs"]["policy"])
+        for r in resources
+        if r["type"] == "aws:iam/rolePolicy:RolePolicy"
+    }
+    readers = {
+        role: s["Resource"]
+        for role, policy in policies.items()
+        for s in policy["Statement"]
+        if "secretsmanager:GetSecretValue" in s["Action"]
+    }
+    assert readers == {"execution": sorted([SECRET_ARN, credentials_arn])}
+    for role, policy in policies.items():
+        findings = analyze_policy_string(json.dumps(policy)).findings
+        assert [(f.issue, f.detail) for f in findings] == [], role
+    (decrypt,) = [s for s in policies["execution"]["Statement"] if s["Action"] == ["kms:Decrypt"]]
+    assert decrypt["Condition"] == {
+        "StringEquals": {
+            "kms:ViaService": sorted(
+                {f"secretsmanager.{r}.amazonaws.com" for r in ("eu-west-2", region)}
+            )
+        }
+    }
+    # Names and ARNs only: no value anywhere in what synth writes.
+    for path in (tmp_path / "out").iterdir():
+        text = path.read_text()
+        assert PLANTED_TOKEN not in text and PLANTED_USER not in text, path
+
+
+# --- local-run: the project's local credentials, as an emulated secret ---------------
+
+
+def local_run_in(tmp_path: Path, monkeypatch, **overrides: str) -> tuple[dict, str, str]:
+    """Run the fixture with local-run; returns the report, the console and the task logs."""
+    work = tmp_path / "work"
+    work.mkdir()
+
+    @contextmanager
+    def kept_tmp(prefix: str = ""):
+        yield str(work)
+
+    monkeypatch.setattr(local_run_module.tempfile, "TemporaryDirectory", kept_tmp)
+    out = io.StringIO()
+    report = local_run(
+        Options(overrides={"projectDir": str(PROJECT), "kedroEnv": "", **overrides},
+                keep=tmp_path / "bucket", max_parallel=2),
+        console=Console(file=out, width=200),
+    )  # fmt: skip
+    logs = "".join(p.read_text() for p in work.glob("*.log"))
+    return report, out.getvalue(), logs
+
+
+def test_local_run_gives_the_tasks_the_projects_local_credentials(tmp_path, monkeypatch):
+    monkeypatch.setenv("FIXTURE_API_TOKEN", PLANTED_TOKEN)
+    secret_env = json.dumps({"FIXTURE_API_TOKEN": "credentials_one_node/api-token"})
+    report, console, logs = local_run_in(tmp_path, monkeypatch, secretEnv=secret_env)
+    assert {n["name"]: n["status"] for n in report["nodes"]} == {
+        "double": "SUCCEEDED", "summarise": "SUCCEEDED", "check_quota": "SUCCEEDED"
+    }  # fmt: skip
+    assert "kedro-batch:credentialsSecret is not set" in console  # pulumi up would refuse
+    (quota,) = (tmp_path / "bucket").rglob("api_quota.csv")
+    assert pd.read_csv(quota)["credentials_sha256"].tolist() == [
+        digest(PLANTED_USER, PLANTED_TOKEN)
+    ]
+    assert logs.count("task-end") == 3
+    kept = "".join(
+        p.read_text(errors="replace") for p in (tmp_path / "bucket").rglob("*") if p.is_file()
+    )
+    for text in (json.dumps(report), console, logs, kept):
+        assert PLANTED_TOKEN not in text and PLANTED_USER not in text
+
+
+def test_local_run_without_a_secret_variable_fails_only_the_node_that_needs_it(
+    tmp_path, monkeypatch
+):
+    monkeypatch.delenv("FIXTURE_API_TOKEN", raising=False)
+    secret_env = json.dumps({"FIXTURE_API_TOKEN": "credentials_one_node/api-token"})
+    report, console, _ = local_run_in(
+        tmp_path,
+        monkeypatch,
+        secretEnv=secret_env,
+        credentialsSecret="credentials_one_node/credentials",
+    )
+    statuses = {n["name"]: n["status"] for n in report["nodes"]}
+    assert statuses["double"] == "SUCCEEDED" and statuses["check_quota"] == "FAILED"
+    assert "not set in this shell: FIXTURE_API_TOKEN" in console
+    assert "environment variable FIXTURE_API_TOKEN is not set" in console  # the task's last line
+    assert "kedro-batch:credentialsSecret is not set" not in console
+
+
+def test_the_emulated_secret_is_what_kedro_run_reads_unresolved(tmp_path):
+    project = tmp_path / "p"
+    (project / "conf" / "base").mkdir(parents=True)
+    (project / "conf" / "local" / "credentials").mkdir(parents=True)
+    (project / "conf" / "base" / "credentials.yml").write_text(
+        "db: {user: base}\napi: {user: base}\n"
+    )
+    (project / "conf" / "local" / "credentials" / "api.yml").write_text(
+        "api: {token: ${oc.env:T}}\n"
+    )
+    (project / "conf" / "local" / ".credentials.yml").write_text("hidden: {x: 1}\n")
+    document = local_credentials_document(project, None)
+    assert document is not None
+    assert yaml.safe_load(document) == {"db": {"user": "base"}, "api": {"token": "${oc.env:T}"}}
+    assert local_credentials_document(project, "prod") == "db:\n  user: base\napi:\n  user: base\n"
+    assert local_credentials_document(tmp_path / "none", None) is None
