@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pulumi
 import pytest
 import yaml
 from kedro.pipeline import Node
@@ -37,6 +39,8 @@ from parliament import analyze_policy_string
 from rich.console import Console
 
 from infra import local_run as local_run_module
+from infra.components.image import build_inputs
+from infra.components.secrets import _warn_customer_key
 from infra.config import REPO_ROOT, parse
 from infra.errors import UserError
 from infra.graph import DatasetInfo, PipelineGraph
@@ -462,3 +466,28 @@ def test_the_emulated_secret_is_what_kedro_run_reads_unresolved(tmp_path):
     assert yaml.safe_load(document) == {"db": {"user": "base"}, "api": {"token": "${oc.env:T}"}}
     assert local_credentials_document(project, "prod") == "db:\n  user: base\napi:\n  user: base\n"
     assert local_credentials_document(tmp_path / "none", None) is None
+
+
+def test_no_credentials_file_kedro_could_read_enters_the_image(tmp_path):
+    project = tmp_path / "p"
+    shutil.copytree(PROJECT, project)
+    tag = build_inputs(project).tag
+    for secret in ("conf/base/credentials.json", "conf/prod/credentials/db.yml", "conf/x.yml"):
+        (project / secret).parent.mkdir(parents=True, exist_ok=True)
+        (project / secret).write_text("db: {password: hunter2}\n")
+    (project / "conf" / "local" / "credentials.yml").write_text("api: {user: other}\n")
+    assert build_inputs(project).tag != tag  # conf/x.yml is config: it does enter
+    (project / "conf" / "x.yml").unlink()
+    assert build_inputs(project).tag == tag
+
+
+def test_a_customer_managed_key_without_secrets_kms_key_arn_is_a_warning(monkeypatch):
+    warned: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", warned.append)
+    _warn_customer_key("my/creds", "")
+    _warn_customer_key("my/creds", "arn:aws:kms:eu-west-1:123456789012:alias/aws/secretsmanager")
+    assert warned == []
+    _warn_customer_key("my/creds", "arn:aws:kms:eu-west-1:123456789012:key/abcd")
+    (message,) = warned
+    assert "secret my/creds is encrypted with the customer-managed KMS key" in message
+    assert "kedro-batch:secretsKmsKeyArn" in message

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 
 import pulumi
 import pulumi_aws as aws
@@ -48,9 +49,7 @@ def resolve_job_secrets(
             else aws.secretsmanager.get_secret_output(name=ref.secret, opts=opts)
         )
         if kms_key_arn is None:
-            lookups[ref.secret].kms_key_id.apply(
-                lambda key, secret=ref.secret: _warn_customer_key(secret, key)
-            )
+            lookups[ref.secret].kms_key_id.apply(partial(_warn_customer_key, ref.secret))
     value_from = {
         variable: lookups[ref.secret].arn.apply(ref.value_from) for variable, ref in refs.items()
     }
