@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pandas as pd
 import pulumi
 import pytest
@@ -35,6 +36,7 @@ from kedro_batch_runtime.credentials import (
     task_credentials,
 )
 from kedro_batch_runtime.settings import RunConfigError, RunSettings
+from moto import mock_aws
 from parliament import analyze_policy_string
 from rich.console import Console
 
@@ -491,3 +493,18 @@ def test_a_customer_managed_key_without_secrets_kms_key_arn_is_a_warning(monkeyp
     (message,) = warned
     assert "secret my/creds is encrypted with the customer-managed KMS key" in message
     assert "kedro-batch:secretsKmsKeyArn" in message
+
+
+def test_the_readme_one_liner_stores_what_the_task_reads(monkeypatch):
+    """``aws secretsmanager create-secret --secret-string file://conf/local/credentials.yml``
+    stores the file's text; ECS injects ``GetSecretValue``'s string for the full ARN."""
+    monkeypatch.setenv("FIXTURE_API_TOKEN", PLANTED_TOKEN)
+    with mock_aws():
+        client = boto3.client("secretsmanager", region_name="eu-west-1")
+        client.create_secret(Name="credentials_one_node/credentials", SecretString=DOCUMENT)
+        arn = client.describe_secret(SecretId="credentials_one_node/credentials")["ARN"]
+        mocked = SynthMocks("eu-west-1").secret({"name": "credentials_one_node/credentials"})
+        assert arn.rsplit("-", 1)[0] == mocked["arn"].rsplit("-", 1)[0]  # same shape
+        injected = client.get_secret_value(SecretId=arn)["SecretString"]
+    credentials = task_credentials({}, injected, {}, {"api_quota": ["api"]})
+    assert credentials["api"] == {"user": PLANTED_USER, "token": PLANTED_TOKEN}
