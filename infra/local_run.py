@@ -357,7 +357,7 @@ def _stage(project: Path, into: Path) -> Path:
         elif where == "conf/local":
             # Kept as an empty folder: Kedro's default run env is "local".
             skip |= set(names)
-        elif where.startswith("conf"):
+        elif where == "conf" or where.startswith("conf/"):
             # Credentials reach tasks as the emulated secret, never as files.
             skip |= {n for n in names if n.startswith("credentials")}
         return skip
