@@ -460,7 +460,7 @@ def test_the_emulated_secret_is_what_kedro_run_reads_unresolved(tmp_path):
         "db: {user: base}\napi: {user: base}\n"
     )
     (project / "conf" / "local" / "credentials" / "api.yml").write_text(
-        "api: {token: ${oc.env:T}}\n"
+        "api:\n  token: ${oc.env:T}\n"
     )
     (project / "conf" / "local" / ".credentials.yml").write_text("hidden: {x: 1}\n")
     document = local_credentials_document(project, None)
