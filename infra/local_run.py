@@ -299,44 +299,39 @@ class _Display:
 # --- the command ---------------------------------------------------------------
 
 
-def _job_environment(synthesis: Synthesis) -> dict[str, str]:
-    """Environment of the deployed job definition (bucket, Kedro env, ...)."""
+def _job_container(synthesis: Synthesis) -> dict[str, Any]:
+    """``containerProperties`` of the deployed job definition."""
     for resource in synthesis.resources:
         if resource["type"] == "aws:batch/jobDefinition:JobDefinition":
             props = resource["inputs"].get("containerProperties")
-            container = json.loads(props) if isinstance(props, str) else props or {}
-            return {e["name"]: e["value"] for e in container.get("environment", [])}
+            return json.loads(props) if isinstance(props, str) else props or {}
     return {}
 
 
-def _job_secrets(synthesis: Synthesis) -> list[str]:
-    """The environment variables the job definition fills from secrets."""
-    for resource in synthesis.resources:
-        if resource["type"] == "aws:batch/jobDefinition:JobDefinition":
-            props = resource["inputs"].get("containerProperties")
-            container = json.loads(props) if isinstance(props, str) else props or {}
-            return [s["name"] for s in container.get("secrets", [])]
-    return []
+def _job_environment(synthesis: Synthesis) -> dict[str, str]:
+    """Environment of the deployed job definition (bucket, Kedro env, ...)."""
+    return {e["name"]: e["value"] for e in _job_container(synthesis).get("environment", [])}
 
 
 def _emulated_secrets(
-    names: Sequence[str], document: str | None, console: Console
+    synthesis: Synthesis, document: str | None, console: Console
 ) -> dict[str, str]:
-    """What ECS would put in the job's environment from its secrets, emulated.
+    """What ECS would put in the job's environment from its ``secrets``, emulated.
 
     The credentials secret is the project's local credentials files (as
     ``kedro run`` reads them); every ``secretEnv`` variable comes from this
     shell's environment, where ``kedro run`` would find it too.
     """
-    values = {ENV_CREDENTIALS: document} if document else {}
-    unset = [n for n in names if n != ENV_CREDENTIALS and n not in os.environ]
-    values |= {n: os.environ[n] for n in names if n != ENV_CREDENTIALS and n in os.environ}
+    names = [s["name"] for s in _job_container(synthesis).get("secrets", [])]
+    from_shell = [n for n in names if n != ENV_CREDENTIALS]
+    unset = [n for n in from_shell if n not in os.environ]
     if unset:
         console.print(
             f"[yellow]not set in this shell[/]: {', '.join(unset)} (kedro-batch:secretEnv); "
             "tasks run without them, as `kedro run` would"
         )
-    return values
+    values = {n: os.environ[n] for n in from_shell if n in os.environ}
+    return {ENV_CREDENTIALS: document, **values} if document else values
 
 
 def _bucket(synthesis: Synthesis) -> str:
@@ -416,7 +411,7 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
             "KEDRO_DISABLE_TELEMETRY": "true",
         }
         base_env.pop(ENV_CREDENTIALS, None)
-        base_env |= _emulated_secrets(_job_secrets(synthesis), credentials, console)
+        base_env |= _emulated_secrets(synthesis, credentials, console)
         runner = _Runner(_stage(deployment.project.path, Path(tmp)), Path(tmp), base_env)
         batch = LocalBatch(runner, options.max_parallel, on_cancel=runner.terminate_all)
         started = datetime.now(UTC)
