@@ -31,6 +31,7 @@ from typing import Any, Self
 
 from kedro_batch_runtime import records
 from kedro_batch_runtime.boundaries import Storage
+from kedro_batch_runtime.credentials import ENV_CREDENTIALS
 from kedro_batch_runtime.layout import (
     RUNS_PREFIX,
     DataLayout,
@@ -49,6 +50,7 @@ from infra.local_interpreter import ExecutionFailed, Interpreter, Job, LocalBatc
 from infra.measured import node_outcome
 from infra.ops import task_precedence
 from infra.plan import PipelinePlan, plan
+from infra.secrets import credentials_needed, local_credentials_document
 from infra.synth import Synthesis, stack_settings, synthesize
 
 # What the default .dockerignore keeps out of the image: a task sees the same.
@@ -56,6 +58,8 @@ IGNORED_NAMES = frozenset(
     {".git", ".venv", "venv", "__pycache__", ".pytest_cache", ".ipynb_checkpoints"}
 )
 LOG_TAIL_LINES = 40
+# The stand-in name local-run plans with when the stack names no credentials secret.
+LOCAL_CREDENTIALS_SECRET = "local-run/emulated-credentials"
 REGION = "us-east-1"
 
 
@@ -332,14 +336,39 @@ class _Display:
 # --- the command ---------------------------------------------------------------
 
 
-def _job_environment(synthesis: Synthesis) -> dict[str, str]:
-    """Environment of the deployed job definition (bucket, Kedro env, ...)."""
+def _job_container(synthesis: Synthesis) -> dict[str, Any]:
+    """``containerProperties`` of the deployed job definition."""
     for resource in synthesis.resources:
         if resource["type"] == "aws:batch/jobDefinition:JobDefinition":
             props = resource["inputs"].get("containerProperties")
-            container = json.loads(props) if isinstance(props, str) else props or {}
-            return {e["name"]: e["value"] for e in container.get("environment", [])}
+            return json.loads(props) if isinstance(props, str) else props or {}
     return {}
+
+
+def _job_environment(synthesis: Synthesis) -> dict[str, str]:
+    """Environment of the deployed job definition (bucket, Kedro env, ...)."""
+    return {e["name"]: e["value"] for e in _job_container(synthesis).get("environment", [])}
+
+
+def _emulated_secrets(
+    synthesis: Synthesis, document: str | None, console: Console
+) -> dict[str, str]:
+    """What ECS would put in the job's environment from its ``secrets``, emulated.
+
+    The credentials secret is the project's local credentials files (as
+    ``kedro run`` reads them); every ``secretEnv`` variable comes from this
+    shell's environment, where ``kedro run`` would find it too.
+    """
+    names = [s["name"] for s in _job_container(synthesis).get("secrets", [])]
+    from_shell = [n for n in names if n != ENV_CREDENTIALS]
+    unset = [n for n in from_shell if n not in os.environ]
+    if unset:
+        console.print(
+            f"[yellow]not set in this shell[/]: {', '.join(unset)} (kedro-batch:secretEnv); "
+            "tasks run without them, as `kedro run` would"
+        )
+    values = {n: os.environ[n] for n in from_shell if n in os.environ}
+    return {ENV_CREDENTIALS: document, **values} if document else values
 
 
 def _bucket(synthesis: Synthesis) -> str:
@@ -360,6 +389,9 @@ def _stage(project: Path, into: Path) -> Path:
         elif where == "conf/local":
             # Kept as an empty folder: Kedro's default run env is "local".
             skip |= set(names)
+        elif where == "conf" or where.startswith("conf/"):
+            # Credentials reach tasks as the emulated secret, never as files.
+            skip |= {n for n in names if n.startswith("credentials")}
         return skip
 
     stage = into / "project"
@@ -378,6 +410,13 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
     if pipeline not in settings.pipelines:  # run one the stack does not deploy (yet)
         overrides["pipelines"] = json.dumps([*settings.pipelines, pipeline])
         settings = stack_settings(options.stack, overrides)
+    # The project's local credentials play the credentials secret, whether or
+    # not the stack names one yet (then pulumi up still asks for it).
+    credentials = local_credentials_document(settings.project_dir, settings.kedro_env)
+    emulated_only = credentials is not None and settings.credentials_secret is None
+    if emulated_only:
+        overrides["credentialsSecret"] = LOCAL_CREDENTIALS_SECRET
+        settings = stack_settings(options.stack, overrides)
     deployment = plan(settings)
     graph = deployment.pipelines[pipeline].graph
     synthesis = synthesize(options.stack, overrides)
@@ -388,6 +427,12 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
         f"[bold]local-run[/] {pipeline!r} of {deployment.project.package_name} "
         f"({len(graph.nodes)} nodes, {settings.orchestration}), run id {run_id}"
     )
+    if emulated_only and credentials_needed(graph, settings.intermediates):
+        console.print(
+            "[yellow]kedro-batch:credentialsSecret is not set[/]: tasks get the project's "
+            "local credentials here, but `pulumi up` refuses until it names a secret "
+            "(README: Credentials and secrets)"
+        )
     with tempfile.TemporaryDirectory(prefix="kedro-batch-") as tmp, embedded_s3() as endpoint:
         s3 = _s3_client(endpoint)
         s3.create_bucket(Bucket=bucket)
@@ -404,6 +449,8 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
             "DO_NOT_TRACK": "1",
             "KEDRO_DISABLE_TELEMETRY": "true",
         }
+        base_env.pop(ENV_CREDENTIALS, None)
+        base_env |= _emulated_secrets(synthesis, credentials, console)
         runner = _Runner(_stage(deployment.project.path, Path(tmp)), Path(tmp), base_env)
         batch = LocalBatch(runner, options.max_parallel, on_cancel=runner.terminate_all)
         started = datetime.now(UTC)

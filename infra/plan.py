@@ -19,6 +19,7 @@ from infra.datasets import task_graph_for
 from infra.graph import PipelineGraph, TaskGraph
 from infra.kedro_project import KedroProject, load_project
 from infra.layout import Layout, critical_path, makespan, structure
+from infra.secrets import check_credentials
 
 
 @dataclass(frozen=True)
@@ -104,4 +105,12 @@ def plan(settings: Settings) -> DeploymentPlan:
             orchestration=settings.orchestration,
             node_seconds=node_seconds(graph, settings.durations),
         )
+    check_credentials(
+        [p.graph for p in pipelines.values()],
+        intermediates=settings.intermediates,
+        credentials_secret=settings.credentials_secret,
+        project=project.path,
+        package=project.package_name,
+        env=settings.kedro_env,
+    )
     return DeploymentPlan(settings=settings, project=project, pipelines=pipelines)
