@@ -51,6 +51,8 @@ def node_outcome(
     if record is None or (span is None and task_status == "SUCCEEDED"):
         return NodeOutcome(task_status, job_started, job_finished)
     if span is None:
+        if task_status == "FAILED" and node == _stopped_by_failure(record):
+            return NodeOutcome("FAILED", None, job_finished, measured=True)
         status = "QUEUED" if task_status in _ACTIVE else "NOT_RUN"
         return NodeOutcome(status, None, None, measured=True)
     if span.finished is not None:
@@ -61,6 +63,14 @@ def node_outcome(
         return NodeOutcome("RUNNING", span.started, None, measured=True)
     # The container ended under it (killed, out of memory, Spot reclaim...).
     return NodeOutcome(task_status, span.started, job_finished, measured=True)
+
+
+def _stopped_by_failure(record: TaskRecord) -> str | None:
+    """The node a failed task was about to run when it failed outside any node."""
+    if any(span.status == "FAILED" for span in record.spans):
+        return None
+    finished = {span.node for span in record.spans if span.finished is not None}
+    return next((n for n in record.nodes if n not in finished), None)
 
 
 def job_start_seconds(tasks: Iterable[tuple[float | None, TaskRecord | None]]) -> float | None:

@@ -398,6 +398,23 @@ def test_a_fused_tasks_nodes_get_their_own_times_and_fates():
     assert (died.status, died.started, died.finished) == ("FAILED", 2.0, 9.0)
 
 
+def test_a_task_failing_before_any_node_blames_the_node_it_was_about_to_run():
+    # e.g. the catalog could not be built: credentials missing for the second node
+    record = records.parse(
+        [
+            records.line("task-start", time=1.0, nodes=["a", "b", "c"]),
+            records.line("node-start", time=2.0, node="a"),
+            records.line("node-end", time=3.0, node="a", status="SUCCEEDED"),
+            records.line("task-end", time=4.0, status="FAILED"),
+        ]
+    )
+    a, b, c = (node_outcome(n, "FAILED", record, 1.0, 4.5) for n in "abc")
+    assert (a.status, b.status, c.status) == ("SUCCEEDED", "FAILED", "NOT_RUN")
+    assert (b.started, b.finished) == (None, 4.5)
+    setup = records.parse([records.line("task-start", time=1.0, nodes=["a"])])
+    assert node_outcome("a", "FAILED", setup, 1.0, 2.0).status == "FAILED"
+
+
 def test_without_records_a_node_keeps_its_jobs_times():
     outcome = node_outcome("a", "SUCCEEDED", None, 5.0, 9.0)
     assert (outcome.status, outcome.started, outcome.finished, outcome.measured) == (
