@@ -1,7 +1,9 @@
-"""Command line: ``python -m infra <command>`` (contract 2 of DESIGN.md).
+"""kedro-batch: check, run and operate a Kedro project deployed to AWS Batch.
 
-User errors exit with status 2 and one line on stderr naming the culprit
-and the fix; never a traceback.
+Offline: `synth` writes the state machines and resources `pulumi up` would
+deploy; `local-run` runs a pipeline end to end here, through its state machine.
+On AWS: `run`, `status` and `redrive`. Mistakes exit with status 2 and one
+line naming the culprit and the fix (add --verbose for the full traceback).
 """
 
 from __future__ import annotations
@@ -58,13 +60,15 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
 def _synth(args: argparse.Namespace) -> int:
     from infra import asl
     from infra.plan import plan
-    from infra.synth import stack_settings, synthesize, write
+    from infra.synth import clear, stack_settings, synthesize, write
 
     overrides = _overrides(args)
+    out = args.out or Path("build") / args.stack
+    # A failed synth must not leave the last one's files to be taken for its own.
+    clear(out)
     # Validate and load first: a bad input fails before anything is registered.
     deployment = plan(stack_settings(args.stack, overrides))
     synthesis = synthesize(args.stack, overrides)
-    out = args.out or Path("build") / args.stack
     write(synthesis, out)
     for name, definition in synthesis.definitions.items():
         pipeline = deployment.pipelines[name]
