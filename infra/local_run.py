@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -37,15 +36,24 @@ from kedro_batch_runtime.layout import (
     run_version,
     versioned_path,
 )
+from kedro_batch_runtime.settings import RUN_ID_PARAM
 from rich.console import Console
 
 from infra import progress
 from infra.datasets import Role, boundary_datasets, storage_of
 from infra.errors import UserError
 from infra.graph import PipelineGraph, one_task_per_node
+from infra.kedro_project import KedroProject, load_project, loaded
 from infra.local_interpreter import ExecutionFailed, Interpreter, Job, LocalBatch
 from infra.plan import plan
 from infra.synth import Synthesis, stack_settings, synthesize
+from infra.task_env import (
+    TaskEnv,
+    environ,
+    missing_module,
+    missing_module_message,
+    task_env,
+)
 
 # What the default .dockerignore keeps out of the image: a task sees the same.
 IGNORED_NAMES = frozenset(
@@ -64,6 +72,60 @@ class Options:
     report: Path | None = None
     keep: Path | None = None
     max_parallel: int = os.cpu_count() or 2
+    logs: Path | None = None  # keep every task's log here (else a temporary folder)
+
+
+class Interrupted(Exception):
+    """SIGTERM or SIGINT stopped the run (after cleaning up)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """SIGTERM and SIGINT raise ``Interrupted`` in the main thread, so both take
+    the cleanup path Ctrl-C takes; a second signal during cleanup is ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, _frame: object) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _check_outputs(options: Options) -> None:
+    """Fail before the run, not after it, when a result could not be written."""
+    paths = [("--report", options.report, False), ("--keep", options.keep, True)]
+    paths.append(("--logs", options.logs, True))
+    for flag, path, is_dir in paths:
+        if path is None:
+            continue
+        folder = path if is_dir else path.parent
+        if is_dir and path.exists() and not path.is_dir():
+            raise UserError(f"{flag} {path}: exists and is not a folder; choose a folder")
+        if not is_dir and path.is_dir():
+            raise UserError(
+                f"{flag} {path}: is a folder; give a file name, e.g. {path}/report.json"
+            )
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(
+                f"{flag} {path}: cannot create {folder} ({exc.strerror}); choose another path"
+            ) from None
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise UserError(f"{flag} {path}: {folder} is not writable; choose another path")
 
 
 def parse_params(text: str | None) -> dict[str, Any]:
@@ -169,13 +231,23 @@ def _written(graph: PipelineGraph, bucket: str, run_id: str, started: str) -> di
 class _Runner:
     """Runs a job's container command as a subprocess, like Batch would."""
 
-    def __init__(self, stage: Path, workdir: Path, base_env: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        stage: Path,
+        workdir: Path,
+        base_env: Mapping[str, str],
+        bin_dir: Path,
+        logs_dir: Path,
+    ) -> None:
         self.stage = stage
+        self.bin_dir = bin_dir  # the task environment's: the image's entry point lives there
         self.workdir = workdir
         self.base_env = base_env
+        self.logs_dir = logs_dir
         self.logs: dict[str, Path] = {}
         self.timing: dict[str, tuple[float, float | None]] = {}
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._stopped = False
         self._lock = threading.Lock()
 
     def __call__(self, job: Job) -> tuple[int, str]:
@@ -183,30 +255,42 @@ class _Runner:
         command = list(overrides.get("Command", []))
         if not command:
             return 1, "job has no command"
-        executable = Path(sys.executable).parent / command[0]
+        executable = self.bin_dir / command[0]
         if executable.exists():
             command[0] = str(executable)
         env = dict(self.base_env)
         env.update({e["Name"]: e["Value"] for e in overrides.get("Environment", [])})
         cwd = self.workdir / job.job_id
         shutil.copytree(self.stage, cwd, symlinks=True)
-        log = self.workdir / f"{job.job_id}.log"
-        self.logs[job.job_id] = log
+        log = self._log(job)
         started = time.time()
         self.timing[job.job_id] = (started, None)
-        with log.open("wb") as out:
+        # Appended: every attempt of a job in one log, as one log stream per job
+        # would show them (records.parse reads the last attempt).
+        with log.open("ab") as out, self._lock:
+            if self._stopped:  # stopping: start nothing new
+                return -signal.SIGTERM, "Cancelled: stopped"
             proc = subprocess.Popen(
                 command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
-            with self._lock:
-                self._procs[job.job_id] = proc
-            code = proc.wait()
+            self._procs[job.job_id] = proc
+        code = proc.wait()
         with self._lock:
             self._procs.pop(job.job_id, None)
         self.timing[job.job_id] = (started, time.time())
         shutil.rmtree(cwd, ignore_errors=True)
         return code, "" if code == 0 else f"Essential container in task exited (exit code {code})"
+
+    def _log(self, job: Job) -> Path:
+        with self._lock:
+            if job.job_id not in self.logs:
+                taken = set(self.logs.values())
+                log = self.logs_dir / f"{job.name}.log"
+                self.logs[job.job_id] = (
+                    log if log not in taken else self.logs_dir / f"{job.name}.{job.job_id}.log"
+                )
+            return self.logs[job.job_id]
 
     def terminate_all(self) -> None:
         with self._lock:
@@ -214,6 +298,21 @@ class _Runner:
         for proc in procs:
             with suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Start nothing more; end every task's process group (SIGKILL after ``grace``)."""
+        with self._lock:
+            self._stopped = True
+            procs = list(self._procs.values())
+        self.terminate_all()
+        deadline = time.monotonic() + grace
+        for proc in procs:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
     def tail(self, job_id: str) -> str:
         log = self.logs.get(job_id)
@@ -234,6 +333,7 @@ class NodeRow:
     started: float | None = None
     finished: float | None = None
     job_id: str | None = None
+    attempts: int = 0
 
 
 def _task_nodes(params: Mapping[str, Any]) -> list[str]:
@@ -241,20 +341,33 @@ def _task_nodes(params: Mapping[str, Any]) -> list[str]:
     return command[command.index("--nodes") + 1].split(",") if "--nodes" in command else []
 
 
-def _rows(graph: PipelineGraph, batch: LocalBatch, runner: _Runner) -> list[NodeRow]:
-    rows = {n.name: NodeRow(name=n.name, task="") for n in graph.nodes}
+def _rows(
+    graph: PipelineGraph, batch: LocalBatch, runner: _Runner, settled: bool = False
+) -> list[NodeRow]:
+    """Node rows; ``settled`` once the run is over, when waiting means "not run"."""
+    settled = settled or batch.cancelled  # after a failure, nothing waiting will start
+    rows = {
+        n.name: NodeRow(name=n.name, task="", status="NOT_RUN" if settled else "PENDING")
+        for n in graph.nodes
+    }
     for job in batch.jobs():
         for node in _task_nodes(job.params):
             row = rows[node]
-            row.task, row.job_id = job.name, job.job_id
+            row.task, row.job_id, row.attempts = job.name, job.job_id, job.attempts
             started, finished = runner.timing.get(job.job_id, (None, None))
             row.started, row.finished = started, finished
-            row.status = {
-                "SUCCEEDED": "SUCCEEDED",
-                "RUNNING": "RUNNING",
-                "FAILED": "FAILED" if job.exit_code not in (None, -signal.SIGTERM) else "NOT_RUN",
-            }.get(job.status, "PENDING")
+            row.status = _status(job, settled)
     return list(rows.values())
+
+
+def _status(job: Job, settled: bool) -> str:
+    if job.status in ("SUCCEEDED", "RUNNING"):
+        return job.status
+    if job.status == "FAILED":
+        # Stopped because something else failed (never started, or ended by us).
+        stopped = job.attempts == 0 or job.exit_code == -signal.SIGTERM
+        return "NOT_RUN" if stopped else "FAILED"
+    return "NOT_RUN" if settled else "PENDING"
 
 
 def _shown(rows: Sequence[NodeRow]) -> list[progress.Row]:
@@ -305,6 +418,32 @@ def _job_environment(synthesis: Synthesis) -> dict[str, str]:
     return {}
 
 
+def _job_definitions(synthesis: Synthesis) -> dict[str, dict[str, Any]]:
+    """Job definition ARN -> its inputs: what LocalBatch needs for retries."""
+    return {
+        r["arn"]: r["inputs"]
+        for r in synthesis.resources
+        if r["type"] == "aws:batch/jobDefinition:JobDefinition" and "arn" in r
+    }
+
+
+def _with_runtime_params(
+    project: KedroProject, pipeline: str, params: Mapping[str, Any], run_id: str
+) -> PipelineGraph | None:
+    """The pipeline as this run's tasks resolve it, when its configuration uses
+    ``${runtime_params:...}`` (paths may depend on them); else ``None``."""
+    conf = project.path / "conf"
+    texts = (
+        p.read_text(encoding="utf-8", errors="replace")
+        for p in conf.rglob("*")
+        if p.suffix in (".yml", ".yaml", ".json") and p.is_file()
+    )
+    if not any("runtime_params:" in text for text in texts):
+        return None
+    runtime = {**params, RUN_ID_PARAM: run_id}
+    return load_project(project.path, [pipeline], project.kedro_env, runtime).pipelines[pipeline]
+
+
 def _bucket(synthesis: Synthesis) -> str:
     for resource in synthesis.resources:
         if resource["type"].startswith("aws:s3/bucket"):
@@ -331,8 +470,19 @@ def _stage(project: Path, into: Path) -> Path:
 
 
 def local_run(options: Options, console: Console | None = None) -> dict[str, Any]:
-    """Run one pipeline end to end; returns the report. Raises ``UserError``."""
+    """Run one pipeline end to end; returns the report.
+
+    Raises ``UserError`` (before anything runs when it can), and ``Interrupted``
+    on SIGTERM or SIGINT once every task process, the embedded S3 and the
+    temporary folder are gone.
+    """
     console = console or Console(stderr=True)
+    _check_outputs(options)
+    with _interruptible():
+        return _local_run(options, console)
+
+
+def _local_run(options: Options, console: Console) -> dict[str, Any]:
     overrides = dict(options.overrides)
     settings = stack_settings(options.stack, overrides)
     pipeline = options.pipeline or settings.pipelines[0]
@@ -344,11 +494,13 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
     synthesis = synthesize(options.stack, overrides)
     definition = synthesis.definitions[pipeline]
     bucket = _bucket(synthesis)
+    python = task_env(deployment.project.path)  # cached: the loader has built it
     run_id = f"local-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     console.print(
         f"[bold]local-run[/] {pipeline!r} of {deployment.project.package_name} "
         f"({len(graph.nodes)} nodes, {settings.orchestration}), run id {run_id}"
     )
+    console.print(loaded(deployment.project), markup=False, highlight=False, soft_wrap=True)
     with tempfile.TemporaryDirectory(prefix="kedro-batch-") as tmp, embedded_s3() as endpoint:
         s3 = _s3_client(endpoint)
         s3.create_bucket(Bucket=bucket)
@@ -365,8 +517,16 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
             "DO_NOT_TRACK": "1",
             "KEDRO_DISABLE_TELEMETRY": "true",
         }
-        runner = _Runner(_stage(deployment.project.path, Path(tmp)), Path(tmp), base_env)
-        batch = LocalBatch(runner, options.max_parallel, on_cancel=runner.terminate_all)
+        stage = _stage(deployment.project.path, Path(tmp))
+        logs = options.logs or Path(tmp) / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        runner = _Runner(stage, Path(tmp), environ(python, base_env), python.bin, logs)
+        batch = LocalBatch(
+            runner,
+            options.max_parallel,
+            on_cancel=runner.terminate_all,
+            job_definitions=_job_definitions(synthesis),
+        )
         started = datetime.now(UTC)
         context = {
             "Execution": {
@@ -386,15 +546,23 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
                     interpreter.run({"params": options.params})
                 except ExecutionFailed as exc:
                     failure = exc
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Interrupted):
+            # Step Functions' StopExecution: cancel what waits, end what runs,
+            # and only then leave (the temp dir and the S3 server go next).
             batch.cancel("Cancelled: interrupted")
+            runner.stop()
             raise
         finally:
             batch.shutdown()
-        rows = _rows(graph, batch, runner)
+        rows = _rows(graph, batch, runner, settled=True)
         console.print(progress.table(title, _shown(rows)))
-        written = _written(graph, bucket, run_id, context["Execution"]["StartTime"])
+        report_graph = _with_runtime_params(deployment.project, pipeline, options.params, run_id)
+        written = _written(report_graph or graph, bucket, run_id, context["Execution"]["StartTime"])
         report = _report(pipeline, run_id, rows, s3, bucket, written)
+        if options.logs:
+            for node, row in zip(report["nodes"], rows, strict=True):
+                log = runner.logs.get(row.job_id or "")
+                node["log"] = str(log) if log else None
         if options.keep:
             _download(s3, bucket, options.keep)
             console.print(
@@ -406,15 +574,33 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
             for row in failed:
                 console.print(f"[bold red]node {row.name} failed[/]; last log lines:")
                 console.print(runner.tail(row.job_id or ""), markup=False, highlight=False)
+            for line in _missing_requirements(failed, runner, python, deployment.project.path):
+                console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
             report["error"] = {"error": failure.error, "cause": failure.cause[:2000]}
         else:
             console.print(
                 f"[green]succeeded[/]: {len(report['datasets'])} datasets written to "
-                f"s3://{bucket}/ (use --keep DIR to copy them out)"
+                f"s3://{bucket}/" + ("" if options.keep else " (use --keep DIR to copy them out)")
             )
     if options.report:
         options.report.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def _missing_requirements(
+    failed: Sequence[NodeRow], runner: _Runner, python: TaskEnv, project: Path
+) -> list[str]:
+    """One line per module a failed task could not import: the requirements
+    file forgot it (the environment is built from that file only, like the image)."""
+    requirements = None
+    if python.requirements is not None:
+        requirements = os.path.relpath(python.requirements, project)
+    lines: dict[str, None] = {}
+    for row in failed:
+        module = missing_module(runner.tail(row.job_id or ""))
+        if module:
+            lines.setdefault(missing_module_message(module, requirements, f"node {row.name}"))
+    return list(lines)
 
 
 def _report(
@@ -447,6 +633,7 @@ def _report(
                 "status": r.status if r.status in ("SUCCEEDED", "FAILED") else "NOT_RUN",
                 "started": r.started,
                 "finished": r.finished,
+                "attempts": r.attempts,  # more than 1: a reclaimed task, retried
             }
             for r in rows
         ],
