@@ -433,10 +433,12 @@ def _with_runtime_params(
     """The pipeline as this run's tasks resolve it, when its configuration uses
     ``${runtime_params:...}`` (paths may depend on them); else ``None``."""
     conf = project.path / "conf"
+    # Paths come from catalog files, which may use globals (Kedro's patterns).
     texts = (
         p.read_text(encoding="utf-8", errors="replace")
         for p in conf.rglob("*")
-        if p.suffix in (".yml", ".yaml", ".json") and p.is_file()
+        if p.is_file()
+        and any(part.startswith(("catalog", "globals")) for part in p.relative_to(conf).parts)
     )
     if not any("runtime_params:" in text for text in texts):
         return None
