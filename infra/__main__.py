@@ -1,7 +1,9 @@
-"""Command line: ``python -m infra <command>`` (contract 2 of DESIGN.md).
+"""kedro-batch: check, run and operate a Kedro project deployed to AWS Batch.
 
-User errors exit with status 2 and one line on stderr naming the culprit
-and the fix; never a traceback.
+Offline: `synth` writes the state machines and resources `pulumi up` would
+deploy; `local-run` runs a pipeline end to end here, through its state machine.
+On AWS: `run`, `status` and `redrive`. Mistakes exit with status 2 and one
+line naming the culprit and the fix (add --verbose for the full traceback).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,6 +49,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
             "objects; an empty VALUE restores the default)"
         ),
     )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="on a mistake in the project, print the full traceback too",
+    )
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, str]:
@@ -57,14 +65,18 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
 
 def _synth(args: argparse.Namespace) -> int:
     from infra import asl
+    from infra.kedro_project import loaded
     from infra.plan import plan
-    from infra.synth import stack_settings, synthesize, write
+    from infra.synth import clear, stack_settings, synthesize, write
 
     overrides = _overrides(args)
+    out = args.out or Path("build") / args.stack
+    # A failed synth must not leave the last one's files to be taken for its own.
+    clear(out)
     # Validate and load first: a bad input fails before anything is registered.
     deployment = plan(stack_settings(args.stack, overrides))
+    print(loaded(deployment.project))
     synthesis = synthesize(args.stack, overrides)
-    out = args.out or Path("build") / args.stack
     write(synthesis, out)
     for name, definition in synthesis.definitions.items():
         pipeline = deployment.pipelines[name]
@@ -80,20 +92,29 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _local_run(args: argparse.Namespace) -> int:
-    from infra.local_run import Options, local_run, parse_params
+    from infra.local_run import Interrupted, Options, local_run, parse_params
 
-    report = local_run(
-        Options(
-            stack=args.stack,
-            overrides=_overrides(args),
-            pipeline=args.pipeline,
-            params=parse_params(args.params),
-            report=args.report,
-            keep=args.keep,
-            max_parallel=args.max_parallel,
-            timeline=args.timeline,
+    try:
+        report = local_run(
+            Options(
+                stack=args.stack,
+                overrides=_overrides(args),
+                pipeline=args.pipeline,
+                params=parse_params(args.params),
+                report=args.report,
+                keep=args.keep,
+                max_parallel=args.max_parallel,
+                logs=args.logs,
+                timeline=args.timeline,
+            )
         )
-    )
+    except Interrupted as exc:
+        print(
+            f"interrupted ({exc}): task processes ended, embedded S3 stopped, "
+            "temporary files removed",
+            file=sys.stderr,
+        )
+        return 128 + exc.signum  # what a shell reports for a process ended by that signal
     return 1 if "error" in report else 0
 
 
@@ -190,6 +211,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     local.add_argument("--report", type=Path, help="write a JSON report of the run here")
     local.add_argument("--keep", type=Path, help="copy the bucket's contents to this directory")
     local.add_argument(
+        "--logs",
+        type=Path,
+        help="keep each task's log here (<job name>.log; the report links them)",
+    )
+    local.add_argument(
         "--max-parallel",
         type=_positive,
         default=os.cpu_count() or 2,
@@ -247,9 +273,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     _aws(again)
     again.set_defaults(handler=_redrive)
     args = parser.parse_args(argv)
+    if getattr(args, "verbose", False):
+        from infra.kedro_project import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"  # the project loader's subprocess reads it
     try:
         return int(args.handler(args))
+    except KeyboardInterrupt:  # before local-run's own handling, or another command
+        print("interrupted", file=sys.stderr)
+        return 130
     except UserError as exc:
+        if getattr(args, "verbose", False):
+            traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -451,3 +451,37 @@ def from_pulumi() -> Settings:
 
     prefix = f"{NAMESPACE}:"
     return parse({k: v for k, v in CONFIG.get().items() if k.startswith(prefix)})
+
+
+def check_region(region: str | None, skip_validation: str | bool = False) -> None:
+    """Refuse an ``aws:region`` no AWS partition has, as the AWS provider does.
+
+    The provider checks the region against its own list when it configures,
+    i.e. only once ``pulumi up`` talks to AWS; the offline ``synth`` and
+    ``local-run`` would otherwise plan happily for ``mars-1``. Its escape hatch
+    for regions newer than the installed SDK, ``aws:skipRegionValidation``,
+    applies here too.
+    """
+    if region is None or str(skip_validation).lower() == "true":
+        return
+    known = known_regions()
+    if region not in known:
+        hint = difflib.get_close_matches(region, sorted(known), n=1)
+        raise UserError(
+            f"invalid config aws:region: {region!r} is not an AWS region"
+            + (f"; did you mean {hint[0]!r}?" if hint else "; regions look like 'eu-west-1'")
+            + " (for a region newer than this botocore, set aws:skipRegionValidation: true)"
+        )
+
+
+def known_regions() -> frozenset[str]:
+    """Every region of every AWS partition botocore knows (not the ``*-global`` aliases)."""
+    from botocore.loaders import create_loader
+
+    partitions = create_loader().load_data("partitions")["partitions"]
+    return frozenset(
+        region
+        for partition in partitions
+        for region in partition["regions"]
+        if not region.endswith("-global")
+    )

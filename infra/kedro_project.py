@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -23,8 +25,10 @@ from typing import Any, cast
 
 from infra.errors import UserError
 from infra.graph import DatasetInfo, NodeInfo, PipelineGraph, is_parameter
+from infra.task_env import environ, missing_module_message, task_env
 
 QUIET_KEDRO_ENV = {"DO_NOT_TRACK": "1", "KEDRO_DISABLE_TELEMETRY": "true"}
+VERBOSE_ENV = "KEDRO_BATCH_VERBOSE"
 _USER_ERROR_EXIT = 2
 
 
@@ -37,23 +41,45 @@ class KedroProject:
     kedro_version: str
     registered: tuple[str, ...]
     pipelines: dict[str, PipelineGraph]
+    kedro_env: str = "local"  # the configuration environment loaded (conf/base + conf/<env>)
+    python: str = ""  # the environment it was loaded in (task_env.TaskEnv.describe)
 
 
 def load_project(
     project_dir: str | os.PathLike[str],
     pipelines: Sequence[str] = ("__default__",),
     env: str | None = None,
+    runtime_params: Mapping[str, Any] | None = None,
 ) -> KedroProject:
     """Load ``pipelines`` of the Kedro project at ``project_dir``.
 
     Raises ``UserError`` naming the culprit when the directory is not a Kedro
-    project, its registry fails to import, or a pipeline is unknown or empty.
+    project or its code or configuration fails to load (file, entry and fix
+    in one line; the traceback too when ``KEDRO_BATCH_VERBOSE`` is set), or a
+    pipeline is unknown or empty. ``runtime_params`` resolve
+    ``${runtime_params:...}`` in the configuration as a run's would.
     """
-    return _load_project(Path(project_dir).resolve(), tuple(pipelines), env)
+    params = json.dumps(dict(runtime_params), sort_keys=True) if runtime_params else None
+    return _load_project(Path(project_dir).resolve(), tuple(pipelines), env, params)
+
+
+def loaded(project: KedroProject) -> str:
+    """One line saying which configuration and environment a project was loaded with."""
+    return (
+        f"loaded {project.package_name}: Kedro env {project.kedro_env!r} "
+        f"(conf/base + conf/{project.kedro_env}), in {project.python}"
+    )
+
+
+def verbose() -> bool:
+    """``--verbose`` (or ``KEDRO_BATCH_VERBOSE=1``): full tracebacks of project errors."""
+    return os.environ.get(VERBOSE_ENV, "") not in ("", "0")
 
 
 @cache
-def _load_project(path: Path, pipelines: tuple[str, ...], env: str | None) -> KedroProject:
+def _load_project(
+    path: Path, pipelines: tuple[str, ...], env: str | None, params: str | None
+) -> KedroProject:
     # Cached: synth validates before running the program, which plans again.
     if not path.is_dir():
         raise UserError(
@@ -66,17 +92,26 @@ def _load_project(path: Path, pipelines: tuple[str, ...], env: str | None) -> Ke
             f"{path} is not a Kedro project (no [tool.kedro] in {pyproject.name}); "
             "point kedro-batch:projectDir at a project created by `kedro new`"
         )
-    cmd = [sys.executable, "-m", "infra.kedro_project", str(path), *pipelines]
+    # In the project's own environment (the image's), not kedro-batch's: what
+    # imports here imports in the container, and nothing else does.
+    python = task_env(path)
+    cmd = [str(python.python), "-m", "infra.kedro_project", str(path), *pipelines]
     if env:
         cmd += ["--env", env]
+    if params:
+        cmd += ["--params", params]
+    if python.requirements is not None:
+        cmd += ["--requirements", str(python.requirements)]
     proc = subprocess.run(
         cmd,
         capture_output=True,
         text=True,
-        env={**os.environ, **QUIET_KEDRO_ENV, "PYTHONPATH": _infra_root()},
+        env={**environ(python, dict(os.environ)), **QUIET_KEDRO_ENV, "PYTHONPATH": _infra_root()},
         check=False,
     )
     if proc.returncode == _USER_ERROR_EXIT:
+        if verbose():
+            sys.stderr.write(proc.stderr)
         raise UserError(proc.stderr.strip().splitlines()[-1])
     if proc.returncode != 0:
         raise RuntimeError(f"loading {path} failed:\n{proc.stderr}")
@@ -87,13 +122,14 @@ def _load_project(path: Path, pipelines: tuple[str, ...], env: str | None) -> Ke
         kedro_version=data["kedro_version"],
         registered=tuple(data["registered"]),
         pipelines={p["name"]: PipelineGraph.from_json(p) for p in data["pipelines"]},
+        kedro_env=data["kedro_env"],
+        python=python.describe(),
     )
 
 
 def _infra_root() -> str:
-    root = str(Path(__file__).resolve().parent.parent)
-    extra = os.environ.get("PYTHONPATH")
-    return root if not extra else os.pathsep.join([root, extra])
+    # Only infra/ itself: the loader's own code (plain Python, no Pulumi).
+    return str(Path(__file__).resolve().parent.parent)
 
 
 # --- everything below runs inside the loader subprocess -------------------
@@ -165,29 +201,237 @@ def _graph(name: str, pipeline: Any, catalog: Any, project: Path) -> PipelineGra
     )
 
 
-def _registry_error(project: Path, package: str, exc: BaseException) -> str:
-    frames = traceback.extract_tb(exc.__traceback__)
-    inside = [f for f in frames if str(project) in f.filename]
-    where = (
-        f"{inside[-1].filename}:{inside[-1].lineno}" if inside else f"{package}.pipeline_registry"
-    )
+# --- project mistakes, in one line --------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Project:
+    """What a message about the project needs: where it is and what it installs."""
+
+    path: Path
+    env: str | None
+    requirements: Path | None
+    package: str = ""
+
+    def relative(self, filename: str) -> str:
+        path = Path(filename)
+        return (
+            path.relative_to(self.path).as_posix() if path.is_relative_to(self.path) else filename
+        )
+
+    @property
+    def shown_requirements(self) -> str | None:
+        return None if self.requirements is None else self.relative(str(self.requirements))
+
+    def where(self, exc: BaseException) -> str:
+        """``file:line`` of the innermost frame in the project's own files, or ``""``."""
+        frames = traceback.extract_tb(exc.__traceback__)
+        inside = [f for f in frames if Path(f.filename).is_relative_to(self.path)]
+        return f"{self.relative(inside[-1].filename)}:{inside[-1].lineno}" if inside else ""
+
+
+@contextmanager
+def _project_code(project: _Project, doing: str) -> Iterator[None]:
+    """Exceptions raised while ``doing`` come from the user's code or configuration:
+    theirs to fix, so they become one line naming the file, the entry and the fix."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as exc:
+        raise UserError(_explain(exc, project, doing)) from exc
+
+
+def _explain(exc: Exception, project: _Project, doing: str) -> str:
+    from kedro.config import MissingConfigException
+    from yaml import MarkedYAMLError
+
+    name = f"{type(exc).__name__}: {_first_line(exc)}"
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        return _missing_module(exc, exc.name, project, doing)
+    if isinstance(exc, MarkedYAMLError):
+        return _yaml_error(exc, project)
+    if isinstance(exc, MissingConfigException):
+        return _missing_config(str(exc), project)
+    where = project.where(exc)
     return (
-        f"the pipeline registry of {project.name} failed to import at {where}: "
-        f"{type(exc).__name__}: {exc}; fix the project so `kedro registry list` works"
+        f"{doing} failed{f' at {where}' if where else ''}: {name}; fix the project so "
+        "`kedro run` works (--verbose shows the traceback)"
     )
 
 
-def _load(path: Path, wanted: Sequence[str], env: str | None) -> dict[str, Any]:
+def _missing_module(exc: BaseException, module: str, project: _Project, doing: str) -> str:
+    where = project.where(exc) or doing
+    if module.split(".")[0] == project.package:
+        return (
+            f"{where}: No module named {module!r} in the project's own package; fix the import "
+            "(a misspelt module, or a file missing from src/)"
+        )
+    return missing_module_message(module, project.shown_requirements, where)
+
+
+def _yaml_error(exc: Exception, project: _Project) -> str:
+    # Kedro re-raises YAML errors naming the file; the cause has the position.
+    cause = exc.__cause__ or exc
+    found = re.search(r"file (.+?), unable to read", str(exc))
+    filename = project.relative(found.group(1)) if found else "a configuration file"
+    mark = getattr(cause, "problem_mark", None)
+    at = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(cause, "problem", None) or _first_line(exc)
+    return f"{filename}{at}: invalid YAML ({problem}); fix the syntax there"
+
+
+def _missing_config(message: str, project: _Project) -> str:
+    env = f"conf/{project.env}" if project.env else "conf/"
+    if "does not exist" in message:
+        return (
+            f"Kedro could not read the configuration of {project.path.name} ({env}): {message}; "
+            "create the folder or set kedro-batch:kedroEnv to an existing environment"
+        )
+    patterns = re.search(r"glob pattern\(s\): \['([a-z_]+)", message)
+    kind = patterns.group(1) if patterns else "configuration"
+    where = f"conf/base nor {env}" if project.env else "conf/base nor the run environment"
+    return (
+        f"neither {where} of {project.path.name} has a {kind} file ({kind}.yml); "
+        f"add conf/base/{kind}.yml (a conf/<env> folder only adds to or overrides conf/base)"
+    )
+
+
+def _dataset_type_problem(type_: str, project: _Project) -> str | None:
+    """Why a catalog ``type`` does not load: a missing dependency or a misspelling."""
+    import importlib
+
+    from kedro.io.core import _DEFAULT_PACKAGES
+
+    found_module = None
+    for prefix in _DEFAULT_PACKAGES:
+        module_path, _, class_name = f"{prefix}{type_}".rpartition(".")
+        try:
+            module = importlib.import_module(module_path)
+            getattr(module, class_name)
+        except ModuleNotFoundError as exc:
+            missing = exc.name or ""
+            if missing and not (module_path + ".").startswith(missing + "."):
+                return _missing_dependency(type_, missing, project)
+            continue  # no such module under this prefix
+        except AttributeError:
+            # Kedro tries its own packages first: the first module found is meant.
+            found_module = found_module or (prefix, module_path, module)
+            continue
+        except Exception as exc:  # the dataset module itself fails to import
+            return f"type {type_} fails to import: {type(exc).__name__}: {_first_line(exc)}"
+        return None
+    if found_module is None:
+        return f"type {type_!r} names no module Kedro can find; check the spelling"
+    import difflib
+
+    prefix, module_path, module = found_module
+    names = [n for n in getattr(module, "__all__", dir(module)) if not n.startswith("_")]
+    hint = difflib.get_close_matches(type_.rpartition(".")[2], names, n=1)
+    shown = module_path.removeprefix(prefix) if prefix else module_path
+    return f"type {type_!r} does not exist" + (
+        f"; did you mean {shown}.{hint[0]}?" if hint else f"; {shown} has no such dataset"
+    )
+
+
+def _missing_dependency(type_: str, module: str, project: _Project) -> str:
+    from importlib import metadata
+
+    group, _, class_name = type_.removeprefix("kedro_datasets.").rpartition(".")
+    extra = f"{group}-{class_name.lower()}"
+    try:
+        extras = metadata.metadata("kedro-datasets").get_all("Provides-Extra") or []
+    except metadata.PackageNotFoundError:
+        extras = []
+    fix = f"kedro-datasets[{extra}]" if extra in extras else module.split(".")[0]
+    file = project.shown_requirements or "the project's requirements.txt"
+    return f"type {type_} needs module {module!r}, which {file} does not install; add {fix} to it"
+
+
+def _check_dataset_types(catalog: Any, names: Sequence[str], project: _Project) -> None:
+    """Load each dataset's type now, so a bad one is reported with its entry."""
+    from kedro.io.core import DatasetError
+
+    resolver = catalog.config_resolver
+    for name in names:
+        if name not in catalog:
+            continue
+        try:
+            catalog.get_type(name)
+        except DatasetError as exc:
+            entry = resolver.match_dataset_pattern(name) or name
+            type_ = resolver.resolve_pattern(name).get("type")
+            reason = (
+                _dataset_type_problem(type_, project) if isinstance(type_, str) else None
+            ) or _first_line(exc)
+            source = _entry_file(project, entry)
+            raise UserError(
+                f"catalog entry {entry!r}{f' ({source})' if source else ''}: {reason}"
+            ) from exc
+
+
+def _entry_file(project: _Project, entry: str) -> str | None:
+    """The catalog file that defines ``entry`` (the run environment's wins over base)."""
+    import yaml
+
+    conf = project.path / "conf"
+    for folder in [project.env or "local", "base"]:
+        for path in sorted((conf / folder).glob("**/catalog*")):
+            try:
+                data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except (OSError, yaml.YAMLError):
+                continue
+            if isinstance(data, dict) and entry in data:
+                return project.relative(str(path))
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+
+
+def _check_node_names(pipeline: Any, name: str) -> None:
+    """Contract 4 passes a task's nodes as one comma-separated element (as ``kedro
+    run --nodes`` does): Kedro allows commas in namespaces, which that cannot carry."""
+    for node in pipeline.nodes:
+        if "," in node.name:
+            raise UserError(
+                f"node {node.name!r} of pipeline {name!r} has a comma in its name (from its "
+                "namespace); tasks name their nodes as one comma-separated list, so rename "
+                "the namespace without commas"
+            )
+
+
+def _registry_error(project: _Project, exc: BaseException) -> str:
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        return _missing_module(exc, exc.name, project, "the pipeline registry")
+    where = project.where(exc) or f"{project.package}.pipeline_registry"
+    return (
+        f"the pipeline registry of {project.path.name} failed to import at {where}: "
+        f"{type(exc).__name__}: {_first_line(exc)}; fix the project so `kedro registry list` works"
+    )
+
+
+def _load(
+    path: Path,
+    wanted: Sequence[str],
+    env: str | None,
+    requirements: Path | None,
+    runtime_params: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     import kedro
     from kedro.framework.project import pipelines as registry
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
-    metadata = bootstrap_project(path)
+    project = _Project(path=path, env=env, requirements=requirements)
+    with _project_code(project, "loading the project's settings.py"):
+        metadata = bootstrap_project(path)
+    project = _Project(path, env, requirements, metadata.package_name)
     try:
         registered = sorted(registry.keys())
     except Exception as exc:  # the user's code: any failure is theirs to fix
-        raise UserError(_registry_error(path, metadata.package_name, exc)) from exc
+        raise UserError(_registry_error(project, exc)) from exc
     for name in wanted:
         if name not in registered:
             raise UserError(
@@ -199,21 +443,21 @@ def _load(path: Path, wanted: Sequence[str], env: str | None) -> dict[str, Any]:
                 f"pipeline {name!r} of {metadata.package_name} has no nodes; "
                 "register nodes under it or deploy another pipeline (kedro-batch:pipelines)"
             )
-    from kedro.config import MissingConfigException
-
-    try:
-        with KedroSession.create(project_path=path, env=env) as session:
-            catalog = _catalog(cast(KedroSession, session).load_context())
-    except MissingConfigException as exc:
-        where = f"conf/{env}" if env else "conf/"
-        raise UserError(
-            f"Kedro could not read the configuration of {path.name} ({where}): {exc}; "
-            "create the folder or set kedro-batch:kedroEnv to an existing environment"
-        ) from None
+        _check_node_names(registry[name], name)
+    params = dict(runtime_params) if runtime_params else None
+    reading = _project_code(project, "reading the project's configuration")
+    with reading, KedroSession.create(path, env=env, runtime_params=params) as session:
+        context = cast(KedroSession, session).load_context()
+        catalog = _catalog(context)
+        # Kedro's default (settings.CONFIG_LOADER_ARGS may change it from "local").
+        kedro_env = env or getattr(context.config_loader, "default_run_env", "") or "local"
+    datasets = sorted({d for n in wanted for d in registry[n].datasets() if not is_parameter(d)})
+    _check_dataset_types(catalog, datasets, project)
     graphs = [_graph(name, registry[name], catalog, path) for name in wanted]
     return {
         "package_name": metadata.package_name,
         "kedro_version": kedro.__version__,
+        "kedro_env": kedro_env,
         "registered": registered,
         "pipelines": [g.to_json() for g in graphs],
     }
@@ -224,14 +468,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("project_dir", type=Path)
     parser.add_argument("pipelines", nargs="*", default=["__default__"])
     parser.add_argument("--env", default=None)
+    parser.add_argument("--requirements", type=Path, default=None)
+    parser.add_argument("--params", type=json.loads, default=None)
     args = parser.parse_args(argv)
     os.environ.update(QUIET_KEDRO_ENV)
     # Kedro and the user's project log to stdout; the JSON must be alone there.
     real_stdout = sys.stdout
     sys.stdout = sys.stderr
     try:
-        result = _load(args.project_dir.resolve(), args.pipelines, args.env)
+        result = _load(
+            args.project_dir.resolve(), args.pipelines, args.env, args.requirements, args.params
+        )
     except UserError as exc:
+        if verbose() and exc.__cause__ is not None:
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
         print(exc, file=sys.stderr)
         return _USER_ERROR_EXIT
     finally:

@@ -164,6 +164,7 @@ class Job:
     status: str = "SUBMITTED"
     status_reason: str = ""
     exit_code: int | None = None
+    attempts: int = 0  # attempts started (Batch's len(attempts))
     done: threading.Event = field(default_factory=threading.Event)
     created: float = field(default_factory=time.time)  # Batch's createdAt: submission
 
@@ -181,8 +182,48 @@ class Job:
         }
 
 
-# Runs one job's container command; returns (exit code, reason when failed).
+# Runs one attempt of a job's container command; returns (exit code, reason when
+# failed). A negative code means the process was killed by that signal.
 JobRunner = Callable[[Job], tuple[int, str]]
+
+# What Batch reports when the capacity under a running job goes away (a Spot
+# reclaim): how local-run presents a task killed by a signal it did not send.
+RECLAIMED = {
+    "FARGATE": "Your Spot Task was interrupted.",
+    "EC2": "Host EC2 (instance i-local) terminated.",
+}
+
+
+def retries(
+    strategy: Mapping[str, Any] | None,
+    attempt: int,
+    *,
+    status_reason: str,
+    reason: str = "",
+    exit_code: int | None = None,
+) -> bool:
+    """Whether Batch runs the job again after failed attempt number ``attempt``.
+
+    The job definition's ``retryStrategy``: at most ``attempts`` attempts; the
+    first ``evaluateOnExit`` entry whose given patterns all match (``*`` at the
+    end matches any rest, a missing field is empty) decides ``RETRY`` or
+    ``EXIT``; when none matches, Batch retries.
+    """
+    if not strategy or attempt >= int(strategy.get("attempts") or 1):
+        return False
+    fields = {
+        "onStatusReason": status_reason,
+        "onReason": reason,
+        "onExitCode": "" if exit_code is None else str(exit_code),
+    }
+    for rule in strategy.get("evaluateOnExits") or strategy.get("evaluateOnExit") or ():
+        if all(_glob(rule[k], value) for k, value in fields.items() if k in rule):
+            return str(rule.get("action", "")).upper() == "RETRY"
+    return True
+
+
+def _glob(pattern: str, value: str) -> bool:
+    return value.startswith(pattern[:-1]) if pattern.endswith("*") else value == pattern
 
 
 class LocalBatch:
@@ -194,10 +235,16 @@ class LocalBatch:
     """
 
     def __init__(
-        self, runner: JobRunner, max_parallel: int, on_cancel: Callable[[], None] = lambda: None
+        self,
+        runner: JobRunner,
+        max_parallel: int,
+        on_cancel: Callable[[], None] = lambda: None,
+        job_definitions: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self._runner = runner
         self._on_cancel = on_cancel
+        # Job definition ARN -> its inputs (``retryStrategy``, ``platformCapabilities``).
+        self._definitions = job_definitions or {}
         self._cancelled = ""
         self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="job")
         self._lock = threading.Lock()
@@ -237,16 +284,30 @@ class LocalBatch:
         self._pool.submit(self._run, job)
 
     def _run(self, job: Job) -> None:
-        with self._lock:
-            if job.status != "RUNNABLE":  # cancelled while queued
-                return
-            job.status = "RUNNING"
-        try:
-            code, reason = self._runner(job)
-        except Exception as exc:  # a runner bug must not leave dependants waiting
-            code, reason = -1, f"local runner error: {exc}"
-        with self._lock:
-            self._finish(job, "SUCCEEDED" if code == 0 else "FAILED", reason if code else "", code)
+        definition = self._definitions.get(job.params.get("JobDefinition", ""), {})
+        while True:
+            with self._lock:
+                if job.status != "RUNNABLE":  # cancelled while queued
+                    return
+                job.status = "RUNNING"
+                job.attempts += 1
+            try:
+                code, reason = self._runner(job)
+            except Exception as exc:  # a runner bug must not leave dependants waiting
+                code, reason = 1, f"local runner error: {exc}"
+            with self._lock:
+                if code >= 0 or self._cancelled:
+                    status = "SUCCEEDED" if code == 0 else "FAILED"
+                    self._finish(job, status, reason if code else "", code)
+                    return
+                # Killed by a signal nobody here sent: the host went away.
+                platforms = definition.get("platformCapabilities") or ["EC2"]
+                reason = RECLAIMED.get(platforms[0], RECLAIMED["EC2"])
+                strategy = definition.get("retryStrategy")
+                if not retries(strategy, job.attempts, status_reason=reason):
+                    self._finish(job, "FAILED", reason, None)
+                    return
+                job.status = "RUNNABLE"  # Batch queues the job again
 
     def _finish(self, job: Job, status: str, reason: str, code: int | None) -> None:
         job.status, job.status_reason, job.exit_code = status, reason, code
@@ -260,6 +321,10 @@ class LocalBatch:
         if job.status != "SUCCEEDED":
             raise StateError(TASK_FAILED, json.dumps(job.description()))
         return job.description()
+
+    @property
+    def cancelled(self) -> bool:
+        return bool(self._cancelled)
 
     def cancel(self, reason: str) -> None:
         """Stop everything, as Step Functions does when a branch fails."""

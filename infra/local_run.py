@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -39,19 +38,29 @@ from kedro_batch_runtime.layout import (
     run_version,
     versioned_path,
 )
+from kedro_batch_runtime.settings import RUN_ID_PARAM
 from rich.console import Console
 
 from infra import progress, timeline, timeline_html
 from infra.datasets import Role, boundary_datasets, storage_of
 from infra.errors import UserError
 from infra.graph import PipelineGraph, one_task_per_node
+from infra.kedro_project import KedroProject, load_project, loaded
 from infra.layout import critical_path, makespan
 from infra.local_interpreter import ExecutionFailed, Interpreter, Job, LocalBatch
 from infra.measured import node_outcome
 from infra.ops import task_precedence
+from infra.output_paths import checked
 from infra.plan import PipelinePlan, plan
 from infra.secrets import credentials_needed, local_credentials_document
 from infra.synth import Synthesis, stack_settings, synthesize
+from infra.task_env import (
+    TaskEnv,
+    environ,
+    missing_module,
+    missing_module_message,
+    task_env,
+)
 
 # What the default .dockerignore keeps out of the image: a task sees the same.
 IGNORED_NAMES = frozenset(
@@ -73,6 +82,48 @@ class Options:
     keep: Path | None = None
     max_parallel: int = os.cpu_count() or 2
     timeline: Path | None = None
+    logs: Path | None = None  # keep every task's log here (else a temporary folder)
+
+
+class Interrupted(Exception):
+    """SIGTERM or SIGINT stopped the run (after cleaning up)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """SIGTERM and SIGINT raise ``Interrupted`` in the main thread, so both take
+    the cleanup path Ctrl-C takes; a second signal during cleanup is ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, _frame: object) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _check_outputs(options: Options) -> None:
+    """Fail before the run, not after it, when a result could not be written."""
+    for flag, path, folder in (
+        ("--report", options.report, False),
+        ("--timeline", options.timeline, False),
+        ("--keep", options.keep, True),
+        ("--logs", options.logs, True),
+    ):
+        if path is not None:
+            checked(flag, path, folder=folder)
 
 
 def parse_params(text: str | None) -> dict[str, Any]:
@@ -178,14 +229,24 @@ def _written(graph: PipelineGraph, bucket: str, run_id: str, started: str) -> di
 class _Runner:
     """Runs a job's container command as a subprocess, like Batch would."""
 
-    def __init__(self, stage: Path, workdir: Path, base_env: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        stage: Path,
+        workdir: Path,
+        base_env: Mapping[str, str],
+        bin_dir: Path,
+        logs_dir: Path,
+    ) -> None:
         self.stage = stage
+        self.bin_dir = bin_dir  # the task environment's: the image's entry point lives there
         self.workdir = workdir
         self.base_env = base_env
+        self.logs_dir = logs_dir
         self.logs: dict[str, Path] = {}
         self.timing: dict[str, tuple[float, float | None]] = {}
         self._record_lines: dict[str, tuple[int, list[str]]] = {}  # job -> (bytes read, records)
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._stopped = False
         self._lock = threading.Lock()
 
     def __call__(self, job: Job) -> tuple[int, str]:
@@ -193,30 +254,42 @@ class _Runner:
         command = list(overrides.get("Command", []))
         if not command:
             return 1, "job has no command"
-        executable = Path(sys.executable).parent / command[0]
+        executable = self.bin_dir / command[0]
         if executable.exists():
             command[0] = str(executable)
         env = dict(self.base_env)
         env.update({e["Name"]: e["Value"] for e in overrides.get("Environment", [])})
         cwd = self.workdir / job.job_id
         shutil.copytree(self.stage, cwd, symlinks=True)
-        log = self.workdir / f"{job.job_id}.log"
-        self.logs[job.job_id] = log
+        log = self._log(job)
         started = time.time()
         self.timing[job.job_id] = (started, None)
-        with log.open("wb") as out:
+        # Appended: every attempt of a job in one log, as one log stream per job
+        # would show them (records.parse reads the last attempt).
+        with log.open("ab") as out, self._lock:
+            if self._stopped:  # stopping: start nothing new
+                return -signal.SIGTERM, "Cancelled: stopped"
             proc = subprocess.Popen(
                 command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
-            with self._lock:
-                self._procs[job.job_id] = proc
-            code = proc.wait()
+            self._procs[job.job_id] = proc
+        code = proc.wait()
         with self._lock:
             self._procs.pop(job.job_id, None)
         self.timing[job.job_id] = (started, time.time())
         shutil.rmtree(cwd, ignore_errors=True)
         return code, "" if code == 0 else f"Essential container in task exited (exit code {code})"
+
+    def _log(self, job: Job) -> Path:
+        with self._lock:
+            if job.job_id not in self.logs:
+                taken = set(self.logs.values())
+                log = self.logs_dir / f"{job.name}.log"
+                self.logs[job.job_id] = (
+                    log if log not in taken else self.logs_dir / f"{job.name}.{job.job_id}.log"
+                )
+            return self.logs[job.job_id]
 
     def terminate_all(self) -> None:
         with self._lock:
@@ -224,6 +297,21 @@ class _Runner:
         for proc in procs:
             with suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Start nothing more; end every task's process group (SIGKILL after ``grace``)."""
+        with self._lock:
+            self._stopped = True
+            procs = list(self._procs.values())
+        self.terminate_all()
+        deadline = time.monotonic() + grace
+        for proc in procs:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
     def tail(self, job_id: str) -> str:
         log = self.logs.get(job_id)
@@ -263,6 +351,7 @@ class NodeRow:
     started: float | None = None
     finished: float | None = None
     job_id: str | None = None
+    attempts: int = 0
 
 
 def _task_nodes(params: Mapping[str, Any]) -> list[str]:
@@ -273,26 +362,31 @@ def _task_nodes(params: Mapping[str, Any]) -> list[str]:
 def _job_status(job: Job) -> str:
     """A local job's status in ``status``'s words."""
     if job.status == "FAILED":
-        if job.exit_code is None:
+        if job.attempts == 0 or job.exit_code is None:
             return "NOT_RUN"  # failed without running: a dependency failed, or cancelled
         # Terminated because the run was stopping (a sibling failed, Ctrl-C).
         return "CANCELLED" if job.exit_code == -signal.SIGTERM else "FAILED"
     return {"SUCCEEDED": "SUCCEEDED", "RUNNING": "RUNNING"}.get(job.status, "QUEUED")
 
 
-def _rows(graph: PipelineGraph, batch: LocalBatch, runner: _Runner) -> list[NodeRow]:
-    """One row per node, with the node's own times from its task's records."""
-    rows = {n.name: NodeRow(name=n.name, task="") for n in graph.nodes}
+def _rows(
+    graph: PipelineGraph, batch: LocalBatch, runner: _Runner, settled: bool = False
+) -> list[NodeRow]:
+    """One row per node, with the node's own times from its task's records;
+    ``settled`` once the run is over, when waiting means "not run"."""
+    settled = settled or batch.cancelled  # after a failure, nothing waiting will start
+    waiting = "NOT_RUN" if settled else "PENDING"
+    rows = {n.name: NodeRow(name=n.name, task="", status=waiting) for n in graph.nodes}
     for job in batch.jobs():
         status = _job_status(job)
         record = runner.record(job.job_id)
         started, finished = runner.timing.get(job.job_id, (None, None))
         for node in _task_nodes(job.params):
             row = rows[node]
-            row.task, row.job_id = job.name, job.job_id
+            row.task, row.job_id, row.attempts = job.name, job.job_id, job.attempts
             outcome = node_outcome(node, status, record, started, finished)
             row.started, row.finished = outcome.started, outcome.finished
-            row.status = {"CANCELLED": "NOT_RUN", "QUEUED": "PENDING"}.get(
+            row.status = {"CANCELLED": "NOT_RUN", "QUEUED": waiting}.get(
                 outcome.status, outcome.status
             )
     return list(rows.values())
@@ -371,6 +465,34 @@ def _emulated_secrets(
     return {ENV_CREDENTIALS: document, **values} if document else values
 
 
+def _job_definitions(synthesis: Synthesis) -> dict[str, dict[str, Any]]:
+    """Job definition ARN -> its inputs: what LocalBatch needs for retries."""
+    return {
+        r["arn"]: r["inputs"]
+        for r in synthesis.resources
+        if r["type"] == "aws:batch/jobDefinition:JobDefinition" and "arn" in r
+    }
+
+
+def _with_runtime_params(
+    project: KedroProject, pipeline: str, params: Mapping[str, Any], run_id: str
+) -> PipelineGraph | None:
+    """The pipeline as this run's tasks resolve it, when its configuration uses
+    ``${runtime_params:...}`` (paths may depend on them); else ``None``."""
+    conf = project.path / "conf"
+    # Paths come from catalog files, which may use globals (Kedro's patterns).
+    texts = (
+        p.read_text(encoding="utf-8", errors="replace")
+        for p in conf.rglob("*")
+        if p.is_file()
+        and any(part.startswith(("catalog", "globals")) for part in p.relative_to(conf).parts)
+    )
+    if not any("runtime_params:" in text for text in texts):
+        return None
+    runtime = {**params, RUN_ID_PARAM: run_id}
+    return load_project(project.path, [pipeline], project.kedro_env, runtime).pipelines[pipeline]
+
+
 def _bucket(synthesis: Synthesis) -> str:
     for resource in synthesis.resources:
         if resource["type"].startswith("aws:s3/bucket"):
@@ -400,10 +522,19 @@ def _stage(project: Path, into: Path) -> Path:
 
 
 def local_run(options: Options, console: Console | None = None) -> dict[str, Any]:
-    """Run one pipeline end to end; returns the report. Raises ``UserError``."""
+    """Run one pipeline end to end; returns the report.
+
+    Raises ``UserError`` (before anything runs when it can), and ``Interrupted``
+    on SIGTERM or SIGINT once every task process, the embedded S3 and the
+    temporary folder are gone.
+    """
     console = console or Console(stderr=True)
-    if options.timeline:
-        timeline_html.writable(options.timeline)
+    _check_outputs(options)
+    with _interruptible():
+        return _local_run(options, console)
+
+
+def _local_run(options: Options, console: Console) -> dict[str, Any]:
     overrides = dict(options.overrides)
     settings = stack_settings(options.stack, overrides)
     pipeline = options.pipeline or settings.pipelines[0]
@@ -422,6 +553,7 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
     synthesis = synthesize(options.stack, overrides)
     definition = synthesis.definitions[pipeline]
     bucket = _bucket(synthesis)
+    python = task_env(deployment.project.path)  # cached: the loader has built it
     run_id = f"local-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     console.print(
         f"[bold]local-run[/] {pipeline!r} of {deployment.project.package_name} "
@@ -433,6 +565,7 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
             "local credentials here, but `pulumi up` refuses until it names a secret "
             "(README: Credentials and secrets)"
         )
+    console.print(loaded(deployment.project), markup=False, highlight=False, soft_wrap=True)
     with tempfile.TemporaryDirectory(prefix="kedro-batch-") as tmp, embedded_s3() as endpoint:
         s3 = _s3_client(endpoint)
         s3.create_bucket(Bucket=bucket)
@@ -451,8 +584,16 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
         }
         base_env.pop(ENV_CREDENTIALS, None)
         base_env |= _emulated_secrets(synthesis, credentials, console)
-        runner = _Runner(_stage(deployment.project.path, Path(tmp)), Path(tmp), base_env)
-        batch = LocalBatch(runner, options.max_parallel, on_cancel=runner.terminate_all)
+        stage = _stage(deployment.project.path, Path(tmp))
+        logs = options.logs or Path(tmp) / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        runner = _Runner(stage, Path(tmp), environ(python, base_env), python.bin, logs)
+        batch = LocalBatch(
+            runner,
+            options.max_parallel,
+            on_cancel=runner.terminate_all,
+            job_definitions=_job_definitions(synthesis),
+        )
         started = datetime.now(UTC)
         context = {
             "Execution": {
@@ -472,13 +613,16 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
                     interpreter.run({"params": options.params})
                 except ExecutionFailed as exc:
                     failure = exc
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Interrupted):
+            # Step Functions' StopExecution: cancel what waits, end what runs,
+            # and only then leave (the temp dir and the S3 server go next).
             batch.cancel("Cancelled: interrupted")
+            runner.stop()
             raise
         finally:
             batch.shutdown()
         finished = time.time()
-        rows = _rows(graph, batch, runner)
+        rows = _rows(graph, batch, runner, settled=True)
         console.print(progress.table(title, _shown(rows)))
         if options.timeline:
             run = _timeline_run(
@@ -492,8 +636,13 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
             )
             timeline_html.write(options.timeline, run)
             console.print(f"timeline written to {options.timeline}", highlight=False)
-        written = _written(graph, bucket, run_id, context["Execution"]["StartTime"])
+        report_graph = _with_runtime_params(deployment.project, pipeline, options.params, run_id)
+        written = _written(report_graph or graph, bucket, run_id, context["Execution"]["StartTime"])
         report = _report(pipeline, run_id, rows, s3, bucket, written)
+        if options.logs:
+            for node, row in zip(report["nodes"], rows, strict=True):
+                log = runner.logs.get(row.job_id or "")
+                node["log"] = str(log) if log else None
         if options.keep:
             _download(s3, bucket, options.keep)
             console.print(
@@ -505,11 +654,13 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
             for row in failed:
                 console.print(f"[bold red]node {row.name} failed[/]; last log lines:")
                 console.print(runner.tail(row.job_id or ""), markup=False, highlight=False)
+            for line in _missing_requirements(failed, runner, python, deployment.project.path):
+                console.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
             report["error"] = {"error": failure.error, "cause": failure.cause[:2000]}
         else:
             console.print(
                 f"[green]succeeded[/]: {len(report['datasets'])} datasets written to "
-                f"s3://{bucket}/ (use --keep DIR to copy them out)"
+                f"s3://{bucket}/" + ("" if options.keep else " (use --keep DIR to copy them out)")
             )
     if options.report:
         options.report.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -587,6 +738,22 @@ def _timeline_run(
     )
 
 
+def _missing_requirements(
+    failed: Sequence[NodeRow], runner: _Runner, python: TaskEnv, project: Path
+) -> list[str]:
+    """One line per module a failed task could not import: the requirements
+    file forgot it (the environment is built from that file only, like the image)."""
+    requirements = None
+    if python.requirements is not None:
+        requirements = os.path.relpath(python.requirements, project)
+    lines: dict[str, None] = {}
+    for row in failed:
+        module = missing_module(runner.tail(row.job_id or ""))
+        if module:
+            lines.setdefault(missing_module_message(module, requirements, f"node {row.name}"))
+    return list(lines)
+
+
 def _report(
     pipeline: str,
     run_id: str,
@@ -617,6 +784,7 @@ def _report(
                 "status": r.status if r.status in ("SUCCEEDED", "FAILED") else "NOT_RUN",
                 "started": r.started,
                 "finished": r.finished,
+                "attempts": r.attempts,  # more than 1: a reclaimed task, retried
             }
             for r in rows
         ],

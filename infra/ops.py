@@ -40,6 +40,7 @@ from infra import progress, timeline, timeline_html
 from infra.config import NAMESPACE, REPO_ROOT
 from infra.errors import UserError
 from infra.measured import job_start_seconds, node_outcome
+from infra.output_paths import checked
 from infra.synth import PIPELINE_TAG
 
 # Stack outputs that map pipeline name -> state machine ARN, preferred first.
@@ -1264,8 +1265,9 @@ def status(
         raise UserError("--plan only feeds --timeline; add --timeline FILE.html")
     # A bad file or path fails before any call.
     plans = read_plan(plan) if plan is not None else None
-    if timeline_file is not None:
-        timeline_html.writable(timeline_file)
+    for flag, path in (("--durations", durations), ("--timeline", timeline_file)):
+        if path is not None:
+            checked(flag, path)
     watcher = Watcher(aws, execution_arn)
     if follow:
         code = _follow(watcher, out, interval)

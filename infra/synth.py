@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from infra.components.orchestration import PART_TAG, PIPELINE_TAG
-from infra.config import NAMESPACE, REPO_ROOT, Settings, parse
+from infra.config import NAMESPACE, REPO_ROOT, Settings, check_region, parse
 from infra.errors import UserError
 
 STATE_MACHINE = "aws:sfn/stateMachine:StateMachine"
@@ -94,6 +94,7 @@ def stack_config(stack: str, overrides: Mapping[str, str] | None = None) -> dict
 def stack_settings(stack: str, overrides: Mapping[str, str] | None = None) -> Settings:
     """The stack's validated ``kedro-batch:`` settings (what the program will read)."""
     config = stack_config(stack, overrides)
+    check_region(config.get("aws:region"), config.get("aws:skipRegionValidation", False))
     return parse({k: v for k, v in config.items() if k.startswith(f"{NAMESPACE}:")})
 
 
@@ -172,6 +173,19 @@ def _plain(value: Any) -> Any:
     if isinstance(value, str | int | float | bool) or value is None:
         return value
     return repr(value)
+
+
+# What ``write`` puts in an output folder; ``clear`` removes exactly these.
+ARTIFACTS = ("*.asl.json", "*.mmd", "resources.json", "outputs.json")
+
+
+def clear(out: Path) -> None:
+    """Remove a previous synth's artifacts from ``out`` (and nothing else: ``--out``
+    may be a folder with other files), so a failed synth leaves no stale ones."""
+    if out.is_dir():
+        for pattern in ARTIFACTS:
+            for path in out.glob(pattern):
+                path.unlink()
 
 
 def write(synthesis: Synthesis, out: Path) -> list[Path]:

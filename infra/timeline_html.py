@@ -404,19 +404,8 @@ def html(run: Run) -> str:
     return render(layout(run))
 
 
-def writable(path: Path) -> Path:
-    """``path`` checked before a run starts, so a typo does not cost a run."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"--timeline {path}: cannot create its folder ({exc.strerror})") from None
-    if path.is_dir():
-        raise UserError(f"--timeline {path} is a folder; name an .html file in it")
-    return path
-
-
 def write(path: Path, run: Run) -> None:
     try:
-        writable(path).write_text(html(run), encoding="utf-8")
+        path.write_text(html(run), encoding="utf-8")
     except OSError as exc:
         raise UserError(f"--timeline {path}: cannot write it ({exc.strerror})") from None

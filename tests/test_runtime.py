@@ -132,6 +132,18 @@ def test_command_line(monkeypatch, capsys):
     assert cli.main(["--nodes", ","]) == cli.EXIT_USAGE
 
 
+@pytest.mark.parametrize(
+    "name", ["-leading-dash", "-h", "--two-dashes.and.dots", "été", "a." + "x" * 118]
+)
+def test_any_kedro_node_name_follows_nodes(name, monkeypatch, capsys):
+    """``--nodes`` then one element (contract 4): a name that looks like an option
+    is still the value, not a usage error (argparse alone exits 2 on ``-x``)."""
+    monkeypatch.delenv("KEDRO_BATCH_RUN_ID", raising=False)  # stop right after parsing
+    assert cli.main(["--nodes", f"{name},b.c"]) == cli.EXIT_USAGE
+    record = records.parse(capsys.readouterr().err.splitlines())
+    assert record.nodes == (name, "b.c")
+
+
 # --- layout ------------------------------------------------------------------
 
 

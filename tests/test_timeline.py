@@ -431,13 +431,16 @@ def test_job_start_is_the_median_wait_from_submission_to_the_first_node():
     assert job_start_seconds([(None, record), (1.0, None)]) is None
 
 
-def test_a_timeline_path_that_cannot_be_written_is_refused_up_front(tmp_path: Path):
+def test_an_output_path_that_cannot_be_written_is_refused_up_front(tmp_path: Path):
     from infra.errors import UserError
+    from infra.output_paths import checked
 
-    with pytest.raises(UserError, match="is a folder"):
-        timeline_html.writable(tmp_path)
+    with pytest.raises(UserError, match=r"--timeline .* is a folder"):
+        checked("--timeline", tmp_path)
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(UserError, match="cannot create its folder"):
-        timeline_html.writable(blocker / "sub" / "t.html")
-    assert timeline_html.writable(tmp_path / "new" / "t.html").parent.is_dir()
+    with pytest.raises(UserError, match="cannot create"):
+        checked("--timeline", blocker / "sub" / "t.html")
+    with pytest.raises(UserError, match=r"--keep .* is not a folder"):
+        checked("--keep", blocker, folder=True)
+    assert checked("--timeline", tmp_path / "new" / "t.html").parent.is_dir()

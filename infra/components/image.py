@@ -30,11 +30,11 @@ import pulumi_docker_build as docker_build
 
 from infra.config import REPO_ROOT
 from infra.errors import UserError
+from infra.task_env import REQUIREMENTS, RUNTIME_DIR  # local-run's environment reads the same
 
 INFRA_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DOCKERFILE = INFRA_DIR / "Dockerfile"
 DEFAULT_IGNORE = INFRA_DIR / ".dockerignore"
-RUNTIME_DIR = REPO_ROOT / "runtime"
 # BuildKit applies ``<Dockerfile>.dockerignore`` next to the Dockerfile; the
 # default pair is staged here so it applies to any project directory.
 STAGING_DIR = REPO_ROOT / "build" / ".image"
@@ -42,7 +42,6 @@ STAGING_DIR = REPO_ROOT / "build" / ".image"
 PLATFORM = docker_build.Platform.LINUX_AMD64
 TAG_PREFIX = "build-"
 CACHE_TAG = "buildcache"
-REQUIREMENTS = ("requirements.txt", "src/requirements.txt")
 
 
 @dataclass(frozen=True)

@@ -49,8 +49,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _nodes_value_attached(argv: Sequence[str]) -> list[str]:
+    """``--nodes NAMES`` as ``--nodes=NAMES``: argparse takes a separate value that
+    starts with a dash (``-leading-dash``, ``-h``: valid Kedro node names) for an
+    option, and the command form is fixed (contract 4), so the value is attached
+    before parsing. Only the first ``--nodes`` is the state machine's."""
+    args = list(argv)
+    if "--nodes" in args:
+        at = args.index("--nodes")
+        if at + 1 < len(args):
+            args[at : at + 2] = [f"--nodes={args[at + 1]}"]
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_nodes_value_attached(sys.argv[1:] if argv is None else argv))
     if args.barrier:
         return 0
     nodes = [n.strip() for n in args.nodes.split(",") if n.strip()]
