@@ -17,7 +17,6 @@ import re
 import shutil
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,6 @@ from moto import mock_aws
 from parliament import analyze_policy_string
 from rich.console import Console
 
-from infra import local_run as local_run_module
 from infra.components.image import build_inputs
 from infra.components.secrets import _warn_customer_key
 from infra.config import REPO_ROOT, parse
@@ -396,21 +394,13 @@ def test_jobs_get_secrets_by_full_arn_and_only_the_execution_role_reads_them(tmp
 
 def local_run_in(tmp_path: Path, monkeypatch, **overrides: str) -> tuple[dict, str, str]:
     """Run the fixture with local-run; returns the report, the console and the task logs."""
-    work = tmp_path / "work"
-    work.mkdir()
-
-    @contextmanager
-    def kept_tmp(prefix: str = ""):
-        yield str(work)
-
-    monkeypatch.setattr(local_run_module.tempfile, "TemporaryDirectory", kept_tmp)
     out = io.StringIO()
     report = local_run(
         Options(overrides={"projectDir": str(PROJECT), "kedroEnv": "", **overrides},
-                keep=tmp_path / "bucket", max_parallel=2),
+                keep=tmp_path / "bucket", logs=tmp_path / "logs", max_parallel=2),
         console=Console(file=out, width=200),
     )  # fmt: skip
-    logs = "".join(p.read_text() for p in work.glob("*.log"))
+    logs = "".join(p.read_text() for p in (tmp_path / "logs").glob("*.log"))
     return report, out.getvalue(), logs
 
 
