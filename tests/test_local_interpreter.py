@@ -112,14 +112,23 @@ def test_failed_node_fails_the_execution_and_stops_the_rest(mode: str):
         assert info.value.error == asl.FAILED_PIPELINE_ERROR
 
 
-def test_retry_retries_throttling_then_succeeds():
+@pytest.mark.parametrize(
+    ("error", "cause"),
+    [
+        ("Batch.AWSBatchException", "Too Many Requests (Service: AWSBatch; Status Code: 429)"),
+        ("Batch.BatchException", "Too Many Requests (Service: Batch, Status Code: 429)"),
+        ("Batch.ServerException", "Failed to create shareIdentifier (Status Code: 500)"),
+        ("Batch.TooManyRequestsException", "Too Many Requests"),
+    ],
+)
+def test_retry_retries_throttling_and_server_errors_then_succeeds(error, cause):
     attempts = []
 
     class Flaky(LocalBatch):
         def submit(self, params):
             attempts.append(1)
             if len(attempts) < 3:
-                raise StateError("Batch.AWSBatchException", "Too Many Requests")
+                raise StateError(error, cause)
             return super().submit(params)
 
     batch = Flaky(Recorder(), 2)
@@ -127,6 +136,23 @@ def test_retry_retries_throttling_then_succeeds():
     Interpreter(definition, batch, CONTEXT, sleep=lambda _s: None).run({})
     batch.shutdown()
     assert len(attempts) == 3
+
+
+def test_a_rejected_submission_is_not_retried():
+    attempts = []
+
+    class Rejecting(LocalBatch):
+        def submit(self, params):
+            attempts.append(1)
+            raise StateError("Batch.ClientException", "Job definition is inactive")
+
+    batch = Rejecting(Recorder(), 2)
+    definition = asl.build_definition(graph({"a": []}), job_queue=QUEUE, job_definition=JOBDEF)
+    with pytest.raises(ExecutionFailed) as info:
+        Interpreter(definition, batch, CONTEXT, sleep=lambda _s: None).run({})
+    batch.shutdown()
+    assert info.value.error == "Batch.ClientException"
+    assert len(attempts) == 1
 
 
 def test_intrinsics_used_by_the_compiler():
