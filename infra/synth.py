@@ -147,6 +147,9 @@ def _recording_monitor(mocks: Any, result: Synthesis) -> Any:
                     "ignoreChanges": list(request.ignoreChanges),
                     "protect": bool(request.protect),
                     "parent": request.parent.rsplit("::", 1)[-1] if request.parent else None,
+                    # What the engine waits for before creating it (depends_on
+                    # and the resources its inputs come from), by name.
+                    "dependsOn": sorted({urn.rsplit("::", 1)[-1] for urn in request.dependencies}),
                 }
                 outputs = rpc.deserialize_properties(response.object)
                 result.resources.append(

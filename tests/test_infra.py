@@ -17,6 +17,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -509,6 +510,27 @@ def test_dev_data_is_destroyed_with_the_stack_and_prod_data_is_kept(runs):
     assert not inputs(runs["prod"], "aws:s3/bucket:Bucket").get("forceDestroy")
     assert inputs(runs["dev"], "aws:s3/bucket:Bucket")["forceDestroy"] is True
     assert not any(r["options"]["retainOnDelete"] for r in runs["dev"]["resources"])
+
+
+@pytest.mark.parametrize("variant", DEPLOYED)
+def test_bucket_settings_are_written_one_at_a_time(runs, variant):
+    # S3 answers concurrent configuration writes to one bucket with 409
+    # OperationAborted: each setting waits for the one before it.
+    run = runs[variant]
+    chain = [
+        "aws:s3/bucket:Bucket",
+        "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
+        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+        "aws:s3/bucketPolicy:BucketPolicy",
+        "aws:s3/bucketVersioning:BucketVersioning",
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+    ]
+    assert sorted(r["type"] for r in run["resources"] if r["type"].startswith("aws:s3/")) == sorted(
+        chain
+    )
+    for before, after in pairwise(chain):
+        assert one(run, before)["name"] in one(run, after)["options"]["dependsOn"], after
 
 
 # --- network --------------------------------------------------------------------------
