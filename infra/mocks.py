@@ -9,7 +9,6 @@ keys, as the engine does.
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Any
 
 import pulumi
@@ -40,15 +39,18 @@ _ARN_SHAPES: dict[str, tuple[str, str]] = {
 
 
 def physical_name(logical: str, inputs: dict[str, Any]) -> str:
-    """What Pulumi's auto-naming would produce: the logical name plus a suffix."""
+    """What Pulumi's auto-naming produces: the logical name as it is (underscores
+    and all), ``-`` and 7 hex characters (random there, derived from the
+    logical name here); with ``namePrefix``, the prefix and a unique suffix."""
     given = inputs.get("name") or inputs.get("bucket") or inputs.get("roleName")
     if isinstance(given, str) and given:
         return given
-    suffix = hashlib.sha1(logical.encode()).hexdigest()[:7]
+    suffix = hashlib.sha1(logical.encode()).hexdigest()
     prefix = inputs.get("namePrefix")
     if isinstance(prefix, str) and prefix:
-        return f"{prefix}{suffix}"
-    return f"{re.sub(r'[^A-Za-z0-9-]', '-', logical)[:48]}-{suffix}"
+        # Terraform's prefixed unique ID: a timestamp and a counter, 26 digits.
+        return f"{prefix}{int(suffix[:20], 16) % 10**26:026d}"
+    return f"{logical}-{suffix[:7]}"
 
 
 class SynthMocks(pulumi.runtime.Mocks):
@@ -93,9 +95,9 @@ class SynthMocks(pulumi.runtime.Mocks):
         if args.typ.startswith("docker-build:index:Image"):
             digest = "sha256:" + hashlib.sha256(repr(sorted(inputs.items())).encode()).hexdigest()
             outputs["digest"] = digest
-            tags = inputs.get("tags") or []
-            repo = tags[0].rsplit(":", 1)[0] if tags else "image"
-            outputs["ref"] = f"{repo}@{digest}"
+            # pulumi-docker-build: the first pushed tag with the build's digest.
+            tags = inputs.get("tags") or ["image:latest"]
+            outputs["ref"] = f"{tags[0]}@{digest}"
         return self.resource_id(args.typ, name), outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:

@@ -291,13 +291,28 @@ def test_a_project_without_requirements_or_dockerfile_is_refused(tmp_path):
 # --- Batch ----------------------------------------------------------------------------
 
 
+def test_the_mock_image_reference_is_shaped_like_pulumi_docker_build(runs):
+    # pulumi-docker-build's ``ref``: the pushed tag with the build's digest.
+    (tag,) = inputs(runs["dev"], "docker-build:index:Image")["tags"]
+    new_resource = SynthMocks().new_resource
+    args = type(
+        "Args", (), {"typ": "docker-build:index:Image", "name": "i", "inputs": {"tags": [tag]}}
+    )
+    _, outputs = new_resource(args)
+    assert re.fullmatch(re.escape(tag) + "@sha256:[0-9a-f]{64}", outputs["ref"])
+    assert outputs["ref"].endswith("@" + outputs["digest"])
+
+
 @pytest.mark.parametrize("variant", DEPLOYED)
 def test_job_definitions_run_the_pushed_image_by_digest(runs, variant):
     run = runs[variant]
+    (tag,) = inputs(run, "docker-build:index:Image")["tags"]
+    repository = tag.rsplit(":", 1)[0]
     for job in of_type(run, "aws:batch/jobDefinition:JobDefinition"):
         props = container(job)
         assert props["image"] == run["outputs"]["imageRef"]
-        assert "@sha256:" in props["image"]
+        # repo@sha256:<digest>, never a tag: the form Batch and ECS document.
+        assert re.fullmatch(re.escape(repository) + "@sha256:[0-9a-f]{64}", props["image"])
         assert props["command"] == ["kedro-batch-task", "--help"]
         assert job["inputs"]["deregisterOnNewRevision"] is False
 

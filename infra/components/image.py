@@ -9,8 +9,10 @@ previous build untagged, and the untagged-image rule below would then delete
 an image that older job-definition revisions (and redrives of executions
 started before the change) still reference by digest.
 
-Job definitions never use the tag: they use ``ref`` (``repo@sha256:...``), so
-every change to the image is a new job-definition revision.
+Job definitions never use the tag: they use the pushed digest
+(``repo@sha256:...``, the form Batch and ECS document; pulumi-docker-build's
+own ``ref`` is ``repo:tag@sha256:...``), so every change to the image is a new
+job-definition revision and a tag can never point a job at other content.
 """
 
 from __future__ import annotations
@@ -205,7 +207,9 @@ class ProjectImage(pulumi.ComponentResource):
         )
         self.repository_url = repository.repository_url
         self.repository_arn = repository.arn
-        self.ref = image.ref
+        self.ref = pulumi.Output.all(repository.repository_url, image.digest).apply(
+            lambda a: f"{a[0]}@{a[1]}"
+        )
         self.register_outputs(
             {
                 "repository_url": self.repository_url,
