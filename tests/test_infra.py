@@ -252,6 +252,29 @@ def test_the_image_is_built_for_amd64_with_the_runtime_and_ecr_cache(runs, stack
     )
 
 
+# Image inputs and where the tag covers them: BuildSettings, the tag itself,
+# or the repository (registries: its address and user; a new repository holds
+# no tags). An input added without a place here could rebuild under an old tag.
+IMAGE_INPUTS_IN_TAG = {
+    "context": "context, named_contexts",
+    "dockerfile": "dockerfile",
+    "buildArgs": "build_args",
+    "platforms": "platforms",
+    "push": "push",
+    "buildOnPreview": "build_on_preview",
+    "cacheFrom": "cache_tag",
+    "cacheTo": "cache_tag, cache_mode, cache_image_manifest, cache_oci_media_types",
+    "tags": "the tag",
+    "registries": "the repository",
+    "network": "never set: the provider's constant default",
+}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_input_of_the_image_is_covered_by_its_tag(runs, stack):
+    assert set(inputs(runs[stack], "docker-build:index:Image")) <= set(IMAGE_INPUTS_IN_TAG)
+
+
 def test_the_default_dockerfile_is_staged_beside_its_ignore_file():
     dockerfile = build_inputs(REPO_ROOT / "example").dockerfile
     assert dockerfile.read_bytes() == (REPO_ROOT / "infra/Dockerfile").read_bytes()

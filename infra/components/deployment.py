@@ -46,7 +46,7 @@ class KedroBatchDeployment(pulumi.ComponentResource):
     ) -> None:
         settings = plan.settings
         resources = plan_resources(settings, plan.pipelines)
-        build = build_inputs(plan.project.path)
+        build = build_inputs(plan.project.path, build_on_preview=settings.build_on_preview)
         super().__init__("kedro-batch:index:KedroBatchDeployment", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
@@ -61,7 +61,6 @@ class KedroBatchDeployment(pulumi.ComponentResource):
             name,
             build,
             keep_images=settings.keep_images,
-            build_on_preview=settings.build_on_preview,
             opts=child,
         )
         network = Network(
