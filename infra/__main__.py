@@ -57,6 +57,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
 
 def _synth(args: argparse.Namespace) -> int:
     from infra import asl
+    from infra.components.image import build_inputs, describe
     from infra.plan import plan
     from infra.synth import stack_settings, synthesize, write
 
@@ -75,6 +76,7 @@ def _synth(args: argparse.Namespace) -> int:
             f"{pipeline.structure_ratio():.2f} at equal durations; {usage.states} states, "
             f"{usage.definition_bytes / 1024:.1f} KiB, ~{usage.history_events} history events"
         )
+    print(describe(build_inputs(deployment.project.path)))
     print(f"wrote {out}/: {len(synthesis.resources)} resources")
     return 0
 

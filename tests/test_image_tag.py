@@ -14,9 +14,11 @@ from __future__ import annotations
 import compileall
 import dataclasses
 import os
+import re
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,7 @@ from infra.components import image
 from infra.components.image import BuildSettings, build_inputs
 from infra.config import REPO_ROOT
 from infra.dockerignore import IgnoreRules, context_files, read_patterns
+from infra.errors import UserError
 
 # --- .dockerignore as BuildKit reads it ---------------------------------------------
 
@@ -175,19 +178,76 @@ def test_every_setting_the_provider_diffs_is_in_the_tag(clones):
 
 def test_the_dockerfile_and_the_ignore_file_count(tmp_path: Path):
     project = tmp_path / "project"
-    (project / "src").mkdir(parents=True)
+    (project / "notes").mkdir(parents=True)
     (project / "requirements.txt").write_text("kedro\n")
-    (project / "src" / "nodes.py").write_text("x = 1\n")
-    (project / "Dockerfile").write_text("FROM python:3.11-slim\n")
+    install = image.RUNTIME_INSTALL
+    (project / "Dockerfile").write_text(f"FROM python:3.11-slim\n{install}\n")
     own = build_inputs(project, root=REPO_ROOT).tag
-    (project / "Dockerfile").write_text("FROM python:3.12-slim\n")
+    (project / "Dockerfile").write_text(f"FROM python:3.12-slim\n{install}\n")
     assert build_inputs(project, root=REPO_ROOT).tag != own
-    # The project's ignore file applies to the runtime's named context too,
-    # as BuildKit applies it; a file it re-includes counts.
-    (project / ".dockerignore").write_text("src\n!src/nodes.py\n")
-    (project / "src" / "scratch.py").write_text("y = 2\n")
+    # A file the ignore file re-includes counts; the others it excludes do not.
+    (project / ".dockerignore").write_text("notes\n!notes/keep.md\n")
+    (project / "notes" / "keep.md").write_text("a")
+    (project / "notes" / "scratch.md").write_text("b")
     ignored = build_inputs(project, root=REPO_ROOT).tag
-    (project / "src" / "scratch.py").write_text("y = 3\n")
+    (project / "notes" / "scratch.md").write_text("c")
     assert build_inputs(project, root=REPO_ROOT).tag == ignored
-    (project / "src" / "nodes.py").write_text("x = 2\n")
+    (project / "notes" / "keep.md").write_text("d")
     assert build_inputs(project, root=REPO_ROOT).tag != ignored
+
+
+# --- a project's own Dockerfile (issue 12, item 7) ------------------------------------
+
+TINY = REPO_ROOT / "tests" / "fixtures" / "projects" / "runtime_tiny"
+DOCKERFILES = REPO_ROOT / "tests" / "fixtures" / "dockerfiles"
+
+
+def own_dockerfile_project(case: str, destination: Path) -> Path:
+    project = destination / "project"
+    shutil.copytree(TINY, project)
+    for name in ("Dockerfile", ".dockerignore"):
+        shutil.copy(DOCKERFILES / case / name, project / name)
+    return project
+
+
+@pytest.mark.parametrize(
+    ("case", "refusal"),
+    [
+        ("installs_runtime", None),
+        ("no_runtime", "does not install the kedro-batch runtime"),
+        ("ignores_src", ".dockerignore excludes src,"),
+        ("ignores_conf_base", ".dockerignore excludes conf/base,"),
+    ],
+)
+def test_an_own_dockerfile_is_checked_without_docker(case, refusal, tmp_path: Path):
+    project = own_dockerfile_project(case, tmp_path)
+    if refusal is None:
+        build = build_inputs(project)
+        assert build.dockerfile == project / "Dockerfile"
+        assert image.describe(build).startswith("image: ")
+        assert "(the project's own) with " in image.describe(build)
+        return
+    with pytest.raises(UserError, match=re.escape(refusal)) as refused:
+        build_inputs(project)
+    assert "\n" not in str(refused.value)
+
+
+def synth_cli(project: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DO_NOT_TRACK": "1", "KEDRO_DISABLE_TELEMETRY": "true"}
+    return subprocess.run(
+        [sys.executable, "-m", "infra", "synth", "--stack", "dev", "--project-dir",
+         str(project), "-c", "kedroEnv=", "--out", str(out)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+
+
+def test_synth_names_the_dockerfile_and_refuses_one_without_the_runtime(tmp_path: Path):
+    good = synth_cli(own_dockerfile_project("installs_runtime", tmp_path / "good"), tmp_path / "a")
+    assert good.returncode == 0, good.stderr[-2000:]
+    (line,) = [x for x in good.stdout.splitlines() if x.startswith("image: ")]
+    assert "Dockerfile (the project's own) with " in line and ".dockerignore" in line
+    bad = synth_cli(own_dockerfile_project("no_runtime", tmp_path / "bad"), tmp_path / "b")
+    assert bad.returncode == 2
+    (message,) = bad.stderr.strip().splitlines()
+    assert "Dockerfile does not install the kedro-batch runtime" in message
+    assert "Traceback" not in bad.stderr

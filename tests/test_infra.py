@@ -27,7 +27,7 @@ from statelint.linter import Linter
 
 from infra.asl import iter_states
 from infra.components.batch import EC2_RETRY_ON, FARGATE_RETRY_ON
-from infra.components.image import CACHE_TAG, TAG_PREFIX, build_inputs
+from infra.components.image import CACHE_TAG, RUNTIME_INSTALL, TAG_PREFIX, build_inputs
 from infra.components.orchestration import PIPELINE_TAG
 from infra.config import REPO_ROOT
 from infra.errors import UserError
@@ -297,7 +297,7 @@ def test_the_build_tag_follows_the_content_and_skips_ignored_files(tmp_path):
 
 
 def test_a_project_with_its_own_dockerfile_uses_it_and_its_ignore_file(tmp_path):
-    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "Dockerfile").write_text(f"FROM python:3.11-slim\n{RUNTIME_INSTALL}\n")
     (tmp_path / ".dockerignore").write_text("secrets/\n")
     first = build_inputs(tmp_path)
     assert first.dockerfile == tmp_path / "Dockerfile"

@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,8 @@ def build_inputs(
         )
     dockerfile = own if own.is_file() else _stage_default(root / STAGING)
     ignore = ignore_file(dockerfile, project_dir)
+    if own.is_file():
+        check_own_dockerfile(own, ignore)
     runtime = root / RUNTIME
     settings = BuildSettings(
         context=_relative(project_dir, root),
@@ -120,6 +123,46 @@ def build_inputs(
         settings=settings,
         tag=_tag(settings, dockerfile, ignore, project_dir, runtime),
     )
+
+
+# What a project's own Dockerfile must do, and what its image needs from the project.
+INSTALLS_RUNTIME = re.compile(r"from=runtime\b|kedro[-_]batch[-_]runtime")
+NEEDED = ("pyproject.toml", "src", "conf/base")
+RUNTIME_INSTALL = (
+    "RUN --mount=type=bind,from=runtime,target=/tmp/runtime,rw pip install /tmp/runtime"
+)
+
+
+def check_own_dockerfile(dockerfile: Path, ignore: Path | None) -> None:
+    """What can be checked without Docker: the image gets the kedro-batch
+    runtime (every job runs ``kedro-batch-task``), and the ignore file keeps
+    the parts of the project Kedro needs at run time."""
+    if not INSTALLS_RUNTIME.search(dockerfile.read_text(encoding="utf-8")):
+        raise UserError(
+            f"{dockerfile} does not install the kedro-batch runtime, which provides every "
+            f"job's command (kedro-batch-task); add `{RUNTIME_INSTALL}` (the named build "
+            "context `runtime` is kedro-batch's runtime/), or delete the Dockerfile to use "
+            "the default image"
+        )
+    if ignore is None:
+        return
+    rules = IgnoreRules(read_patterns(ignore.read_text(encoding="utf-8")))
+    for needed in NEEDED:
+        if rules.excluded(needed):
+            raise UserError(
+                f"{ignore} excludes {needed}, which the image needs to run the project's "
+                f"nodes; remove the pattern that matches {needed} (or re-include it with "
+                f"!{needed})"
+            )
+
+
+def describe(build: BuildInputs) -> str:
+    """One line for ``synth``: the Dockerfile and ignore file the image is built with."""
+    if build.dockerfile.parent.name == Path(STAGING).name:
+        return f"image: infra/Dockerfile (the default) with infra/.dockerignore, tag {build.tag}"
+    ignore = _relative(build.ignore_file, REPO_ROOT) if build.ignore_file else "no ignore file"
+    own = _relative(build.dockerfile, REPO_ROOT)
+    return f"image: {own} (the project's own) with {ignore}, tag {build.tag}"
 
 
 def ignore_file(dockerfile: Path, context: Path) -> Path | None:
