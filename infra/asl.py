@@ -102,6 +102,8 @@ CONTEXT_QUEUE = "q"
 CONTEXT_DEFINITION = "d"
 CONTEXT_ENV = "env"
 FAILED_PIPELINE_ERROR = "KedroPipelineFailed"
+PARAMS_TOO_LARGE_ERROR = "KedroBatchParamsTooLarge"
+CHECK_PARAMS_STATE = "CheckParams"
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,16 +199,20 @@ def build_definition(
     pipeline_name: str | None = None,
     layout: Layout | None = None,
     layout_budget_seconds: float = 1.0,
+    params_room: int | None = None,
 ) -> dict[str, Any]:
     """The ASL definition that runs ``pipeline`` on Batch, as one state machine.
 
     ``durations`` maps node names to expected seconds and steers the
     structured layout (or pass a ``layout`` computed once); ``groups`` fuses
     nodes into one task each; ``jobs`` gives per-task queue, definition,
-    resources and timeout. :func:`build_machines` splits what does not fit.
+    resources and timeout. With ``params_room`` (characters, see
+    :mod:`infra.overrides`), the machine fails an execution whose runtime
+    parameters would take more, before it submits any job.
+    :func:`build_machines` splits what does not fit.
     """
     tasks, emitter = _prepare(
-        pipeline, job_queue, job_definition, mode, groups, jobs, pipeline_name
+        pipeline, job_queue, job_definition, mode, groups, jobs, pipeline_name, params_room
     )
     if mode == "exact":
         return emitter.exact(tasks)
@@ -262,6 +268,7 @@ def build_machines(
     pipeline_name: str | None = None,
     layout: Layout | None = None,
     layout_budget_seconds: float = 1.0,
+    params_room: int | None = None,
 ) -> list[Machine]:
     """Like :func:`build_definition`, split to stay within Step Functions' limits.
 
@@ -273,7 +280,7 @@ def build_machines(
     Children come first: the parent needs their ARNs.
     """
     tasks, emitter = _prepare(
-        pipeline, job_queue, job_definition, mode, groups, jobs, pipeline_name
+        pipeline, job_queue, job_definition, mode, groups, jobs, pipeline_name, params_room
     )
     splitter = _Splitter(tasks, emitter.spec)
     if mode == "exact":
@@ -298,6 +305,7 @@ def _prepare(
     groups: Sequence[Sequence[str]] | None,
     jobs: JobSpecs | None,
     pipeline_name: str | None,
+    params_room: int | None = None,
 ) -> tuple[TaskGraph, _Emitter]:
     if mode not in MODES:
         raise UserError(
@@ -306,7 +314,7 @@ def _prepare(
         )
     tasks = task_graph(pipeline, groups)
     name = pipeline_name or (pipeline.name if isinstance(pipeline, PipelineGraph) else None)
-    return tasks, _Emitter(job_queue, job_definition, _spec_lookup(jobs), name)
+    return tasks, _Emitter(job_queue, job_definition, _spec_lookup(jobs), name, params_room)
 
 
 def _layout(tasks: TaskGraph, durations: Mapping[str, float] | None, budget: float) -> Layout:
@@ -430,11 +438,13 @@ class _Emitter:
         job_definition: str,
         spec: Callable[[Task], JobSpec],
         pipeline: str | None,
+        params_room: int | None = None,
     ) -> None:
         self.job_queue = job_queue
         self.job_definition = job_definition
         self.spec = spec
         self.pipeline = pipeline
+        self.params_room = params_room
         self.states = state_namer()
         self.job_names = job_namer()
         self.parallels = 0
@@ -462,13 +472,33 @@ class _Emitter:
         ]
         if self.pipeline:
             environment.append({"Name": ENV_PIPELINE, "Value": self.pipeline})
+        guard: dict[str, Any] = {}
+        present = start
+        if self.params_room is not None:
+            present, too_large = (
+                self.states.claim(n) for n in (CHECK_PARAMS_STATE, "ParamsTooLarge")
+            )
+            guard = {
+                present: params_guard(self.params_room, too_large, start),
+                too_large: {
+                    "Type": "Fail",
+                    "Error": PARAMS_TOO_LARGE_ERROR,
+                    "Cause": (
+                        f"The runtime parameters take more than the {self.params_room:,} "
+                        "characters of JSON every Batch job of this pipeline has left in its "
+                        "8,192 characters of container overrides; Batch would fail the jobs. "
+                        "Pass fewer or smaller parameters (put large values in a file and pass "
+                        "its path)."
+                    ),
+                },
+            }
         return {
             "StartAt": check,
             "States": {
                 check: {
                     "Type": "Choice",
                     "Comment": 'Runtime parameters arrive as {"params": {...}}.',
-                    "Choices": [{"Variable": "$.params", "IsPresent": True, "Next": start}],
+                    "Choices": [{"Variable": "$.params", "IsPresent": True, "Next": present}],
                     "Default": default,
                 },
                 default: {
@@ -477,6 +507,7 @@ class _Emitter:
                     "ResultPath": "$.params",
                     "Next": start,
                 },
+                **guard,
                 start: {
                     "Type": "Pass",
                     "Parameters": {
@@ -520,8 +551,7 @@ class _Emitter:
         }
 
     def _node_command(self, task: Task) -> list[str]:
-        # Contract 4: "--nodes" then one element, the comma-separated names.
-        return [*TASK_COMMAND, "--nodes", ",".join(task.nodes)]
+        return node_command(task)
 
     # -- structured --------------------------------------------------------
 
@@ -818,6 +848,42 @@ class _Job:
     task: Task
     deps: list[str]
     command: list[str]
+
+
+def node_command(task: Task) -> list[str]:
+    """Contract 4: ``--nodes`` then one element, the comma-separated names."""
+    return [*TASK_COMMAND, "--nodes", ",".join(task.nodes)]
+
+
+def params_guard(room: int, too_large: str, next_state: str) -> dict[str, Any]:
+    """A JSONata Choice failing executions whose parameters exceed ``room``.
+
+    JSONPath has no string length, so this one state is JSONata (Step
+    Functions lets a JSONPath machine set ``QueryLanguage`` per state). It
+    counts what :func:`infra.overrides.params_length` counts: the compact
+    JSON of ``params``, each quote and backslash once more (the override's
+    own JSON escapes them), less the ``{}`` already counted per task.
+    """
+    params = "$string($states.input.params)"
+    size = (
+        f"$length({params}) + $count($split({params}, '\"')) + $count($split({params}, '\\\\')) - 4"
+    )
+    return {
+        "Type": "Choice",
+        "QueryLanguage": "JSONata",
+        "Comment": "Batch fails jobs whose container overrides pass 8,192 characters.",
+        "Choices": [{"Condition": f"{{% {size} > {room} %}}", "Next": too_large}],
+        "Default": next_state,
+    }
+
+
+def params_room_of(definition: Mapping[str, Any]) -> int | None:
+    """The parameter room a definition's guard enforces (``None``: no guard)."""
+    state = definition.get("States", {}).get(CHECK_PARAMS_STATE)
+    if not state or state.get("QueryLanguage") != "JSONata":
+        return None
+    match = re.search(r"> (\d+) %}$", state["Choices"][0]["Condition"])
+    return int(match.group(1)) if match else None
 
 
 def _chain(states: list[tuple[str, dict[str, Any]]]) -> str:

@@ -3,7 +3,8 @@
 A small interpreter for the subset of the Amazon States Language that the
 compiler emits (Pass, Choice, Task, Parallel, Fail, Succeed; ``Parameters``,
 ``ResultSelector``, ``ResultPath``, ``Retry``, ``Catch``; the intrinsics
-``States.Format``, ``States.JsonToString`` and ``States.StringToJson``) with
+``States.Format``, ``States.JsonToString`` and ``States.StringToJson``; JSONata
+``Condition``s of a Choice state whose ``QueryLanguage`` is JSONata) with
 Batch replaced by :class:`LocalBatch`, which honours ``DependsOn``. Anything
 outside that subset is refused by name rather than half-interpreted.
 """
@@ -339,8 +340,9 @@ class Interpreter:
         if kind == "Succeed":
             return data, None
         if kind == "Choice":
+            jsonata = state.get("QueryLanguage") == "JSONata"
             for rule in state.get("Choices", ()):
-                if self._matches(rule, data):
+                if self._condition(rule, data) if jsonata else self._matches(rule, data):
                     return data, rule["Next"]
             if "Default" not in state:
                 raise StateError("States.NoChoiceMatched", f"no choice matched in {name}")
@@ -440,6 +442,23 @@ class Interpreter:
                 if rule.get("JitterStrategy") == "FULL":
                     delay = random.uniform(0, delay)
                 self.sleep(delay)
+
+    def _condition(self, rule: Mapping[str, Any], data: Any) -> bool:
+        """A JSONata Choice rule: ``{% expression %}`` over ``$states``."""
+        import jsonata
+
+        text = rule["Condition"].strip()
+        if not (text.startswith("{%") and text.endswith("%}")):
+            raise StateError("States.QueryEvaluationError", f"not a JSONata template: {text}")
+        expression = jsonata.Jsonata(text[2:-2].strip())
+        frame = expression.create_frame()
+        frame.bind("states", {"input": data, "context": self.context})
+        result = expression.evaluate(None, frame)
+        if not isinstance(result, bool):
+            raise StateError(
+                "States.QueryEvaluationError", f"{text} gave {result!r}, not a boolean"
+            )
+        return result
 
     def _matches(self, rule: Mapping[str, Any], data: Any) -> bool:
         if "And" in rule:

@@ -163,3 +163,17 @@ def test_intrinsics_used_by_the_compiler():
         == "node it's said: boom"
     )
     assert read_path("$$.Execution.Name", data, CONTEXT) == "run-1"
+
+
+def test_parameters_too_large_for_batch_fail_before_any_job():
+    recorder = Recorder()
+    definition = asl.build_definition(
+        graph({"a": [], "b": ["a"]}), job_queue=QUEUE, job_definition=JOBDEF, params_room=100
+    )
+    run(definition, recorder, params={"k": "x" * 80})  # fits
+    assert sorted(recorder.spans) == ["a", "b"]
+    recorder = Recorder()
+    with pytest.raises(ExecutionFailed) as info:
+        run(definition, recorder, params={"k": 'x"\\' * 40})  # quotes count twice
+    assert info.value.error == asl.PARAMS_TOO_LARGE_ERROR
+    assert recorder.spans == {}

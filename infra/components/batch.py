@@ -17,16 +17,12 @@ from typing import Any
 
 import pulumi
 import pulumi_aws as aws
-from kedro_batch_runtime.settings import ENV_BUCKET, ENV_INTERMEDIATES
 
 from infra import iam
 from infra.asl import TASK_COMMAND
 from infra.components.roles import service_role
 from infra.config import Settings
-from infra.kedro_project import QUIET_KEDRO_ENV
-from infra.resources import JobClass, ResourcePlan, Resources
-
-ENV_KEDRO = "KEDRO_ENV"  # Kedro's own: the configuration environment to run with
+from infra.resources import JobClass, ResourcePlan, Resources, job_environment
 
 # The job definition's own command: harmless, since every Task state overrides it.
 DEFAULT_COMMAND = [*TASK_COMMAND, "--help"]
@@ -121,19 +117,15 @@ class BatchCompute(pulumi.ComponentResource):
                 lambda arns: iam.execution_role_policy(arns[0], arns[1])
             ),
         )
-        environment = {
-            ENV_BUCKET: bucket,
-            ENV_INTERMEDIATES: settings.intermediates,
-            **QUIET_KEDRO_ENV,
-            **({ENV_KEDRO: settings.kedro_env} if settings.kedro_env else {}),
-        }
         container = pulumi.Output.all(
             image=image_ref,
             job_role=job_role.arn,
             execution_role=execution_role.arn,
             log_group=log_group.name,
             region=region,
-            environment=pulumi.Output.all(**environment),
+            environment=pulumi.Output.from_input(bucket).apply(
+                lambda name: job_environment(settings, name)
+            ),
         )
         self.job_definitions = {}
         for job_class in resources.job_classes:
