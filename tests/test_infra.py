@@ -405,7 +405,7 @@ def test_spot_reclaims_are_retried_on_both_platforms():
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_the_default_job_definition_carries_the_default_profile(runs, stack):
-    job = named(runs[stack], "aws:batch/jobDefinition:JobDefinition", f"{stack}-job")
+    job = named(runs[stack], "aws:batch/jobDefinition:JobDefinition", f"{stack}-fargate-job")
     requirements = {r["type"]: r["value"] for r in container(job)["resourceRequirements"]}
     default = config(stack, "profiles")["default"] if stack == "prod" else {}
     assert requirements == {
@@ -431,6 +431,36 @@ def test_compute_environments_are_auto_named_and_leave_desired_vcpus_to_batch(ru
     fallback = config(stack, "onDemandFallback", False)
     expected = ["FARGATE_SPOT", "FARGATE"] if fallback else ["FARGATE_SPOT"]
     assert [by_arn[o["computeEnvironment"]] for o in order] == expected
+
+
+@pytest.mark.parametrize("variant", DEPLOYED)
+def test_queues_and_job_definitions_carry_their_platform_in_their_names(runs, variant):
+    # Switching computeType between Fargate and EC2 then creates new ones
+    # before deleting the old (a queue's platform cannot change); stacks
+    # deployed before keep theirs through an alias to the old name.
+    run = runs[variant]
+    for kind in ("aws:batch/jobQueue:JobQueue", "aws:batch/jobDefinition:JobDefinition"):
+        for resource in of_type(run, kind):
+            fargate = "FARGATE" in json.dumps(resource["inputs"]) or any(
+                "fargate" in arn for arn in _environment_types(run, resource)
+            )
+            platform = "-fargate-" if fargate else "-ec2-"
+            assert platform in resource["name"], resource["name"]
+            (alias,) = resource["options"]["aliases"]
+            assert alias == resource["name"].replace(platform, "-", 1)
+    fargate_names = {r["name"] for r in of_type(runs["dev"], "aws:batch/jobQueue:JobQueue")}
+    ec2_names = {r["name"] for r in of_type(runs["ec2"], "aws:batch/jobQueue:JobQueue")}
+    assert not fargate_names & ec2_names
+
+
+def _environment_types(run: Run, queue: dict[str, Any]) -> list[str]:
+    """The compute types of a queue's compute environments (lower case)."""
+    types = {
+        arn_of(run, ce): ce["inputs"]["computeResources"]["type"].lower()
+        for ce in of_type(run, "aws:batch/computeEnvironment:ComputeEnvironment")
+    }
+    orders = queue["inputs"].get("computeEnvironmentOrders") or []
+    return [types[o["computeEnvironment"]] for o in orders]
 
 
 def test_without_a_gpu_profile_there_is_no_gpu_queue_and_no_ec2(runs):

@@ -133,7 +133,7 @@ class BatchCompute(pulumi.ComponentResource):
             fargate = not job_class.gpu and resources.platform == "FARGATE"
             base = resources.base(job_class)
             self.job_definitions[job_class] = aws.batch.JobDefinition(
-                f"{name}-job{suffix}",
+                f"{name}-{_platform(fargate)}-job{suffix}",
                 type="container",
                 platform_capabilities=["FARGATE" if fargate else "EC2"],
                 container_properties=container.apply(
@@ -158,7 +158,9 @@ class BatchCompute(pulumi.ComponentResource):
                 # Keep earlier revisions ACTIVE: executions started before an
                 # update still submit jobs with the revision they were given.
                 deregister_on_new_revision=False,
-                opts=self._child,
+                opts=pulumi.ResourceOptions.merge(
+                    self._child, _named_before_platforms(f"{name}-job{suffix}")
+                ),
             )
         self.register_outputs(
             {
@@ -188,7 +190,7 @@ class BatchCompute(pulumi.ComponentResource):
             for kind in types
         ]
         queue = aws.batch.JobQueue(
-            f"{prefix}-queue",
+            f"{prefix}-{_platform(compute_type.startswith('FARGATE'))}-queue",
             state="ENABLED",
             priority=1,
             compute_environment_orders=[
@@ -197,7 +199,9 @@ class BatchCompute(pulumi.ComponentResource):
                 )
                 for i, ce in enumerate(environments)
             ],
-            opts=self._child,
+            opts=pulumi.ResourceOptions.merge(
+                self._child, _named_before_platforms(f"{prefix}-queue")
+            ),
         )
         return queue.arn
 
@@ -330,6 +334,24 @@ def _container_json(
         )
 
     return render
+
+
+def _platform(fargate: bool) -> str:
+    """The platform in the logical names of queues and job definitions.
+
+    A queue's platform (Fargate or EC2) is fixed when it is created, and a job
+    definition's platform capabilities force a new one. With the platform in
+    their names, switching ``computeType`` between Fargate and EC2 creates the
+    new queue, compute environments and job definitions first, repoints the
+    state machines, then deletes the old ones; ``pulumi preview`` lists each
+    as a create and a delete.
+    """
+    return "fargate" if fargate else "ec2"
+
+
+def _named_before_platforms(old: str) -> pulumi.ResourceOptions:
+    """Stacks deployed before the platform joined the name keep their resources."""
+    return pulumi.ResourceOptions(aliases=[pulumi.Alias(name=old)])
 
 
 def _class_suffix(job_class: JobClass, default: JobClass) -> str:
