@@ -53,6 +53,28 @@ def physical_name(logical: str, inputs: dict[str, Any]) -> str:
     return f"{logical}-{suffix[:7]}"
 
 
+# Zone IDs behind the names a, b, c, ... in one (made-up) account: AWS shuffles
+# the mapping per account, so names alone say nothing about where Fargate runs.
+_ZONE_IDS = {
+    "us-east-1": ("az3", "az6", "az1", "az2", "az4", "az5"),
+    "us-west-1": ("az3", "az1"),
+    "ap-northeast-1": ("az4", "az1", "az2"),
+    "ca-central-1": ("az2", "az4", "az1"),
+}
+_DIRECTIONS = {"north": "n", "south": "s", "east": "e", "west": "w", "central": "c"}
+
+
+def availability_zones(region: str) -> tuple[list[str], list[str]]:
+    """(names, zone IDs) as ``ec2:DescribeAvailabilityZones`` gives them here,
+    IDs spelt as AWS spells them (``use1-az1``, ``apne1-az4``, ``euw1-az2``)."""
+    area, direction, number = region.split("-")
+    short = "".join(v for k, v in _DIRECTIONS.items() if k in direction)  # northeast: ne
+    prefix = f"{area}{short}{number}"
+    ids = _ZONE_IDS.get(region, ("az1", "az2", "az3"))
+    names = [f"{region}{letter}" for letter in "abcdef"[: len(ids)]]
+    return names, [f"{prefix}-{z}" for z in ids]
+
+
 class SynthMocks(pulumi.runtime.Mocks):
     """Deterministic stand-ins for AWS and Docker resources, in ``region``."""
 
@@ -115,12 +137,8 @@ class SynthMocks(pulumi.runtime.Mocks):
         if token == "aws:index/getPartition:getPartition":
             return {"partition": PARTITION, "dnsSuffix": "amazonaws.com", "id": PARTITION}, []
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            zones = [f"{self.region}{z}" for z in "abc"]
-            return {
-                "names": zones,
-                "zoneIds": [f"az{i}" for i in range(1, 4)],
-                "id": self.region,
-            }, []
+            names, ids = availability_zones(self.region)
+            return {"names": names, "zoneIds": ids, "id": self.region}, []
         if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
             return {
                 "authorizationToken": "QVdTOnN5bnRo",

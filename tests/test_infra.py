@@ -609,7 +609,7 @@ def test_the_minimal_vpc_has_two_public_subnets_an_s3_endpoint_and_no_nat(runs, 
     run = runs[stack]
     subnets = [s["inputs"] for s in of_type(run, "aws:ec2/subnet:Subnet")]
     assert len(subnets) == 2
-    assert len({s["availabilityZone"] for s in subnets}) == 2
+    assert len({s["availabilityZoneId"] for s in subnets}) == 2
     assert all(s["mapPublicIpOnLaunch"] for s in subnets)
     (route,) = inputs(run, "aws:ec2/routeTable:RouteTable")["routes"]
     assert route == {

@@ -67,6 +67,7 @@ class KedroBatchDeployment(pulumi.ComponentResource):
             name,
             subnet_ids=settings.subnet_ids,
             security_group_ids=settings.security_group_ids,
+            zone_ids=settings.availability_zone_ids,
             opts=child,
         )
         compute = BatchCompute(
