@@ -85,6 +85,7 @@ class Settings:
     subnet_ids: tuple[str, ...] = ()
     security_group_ids: tuple[str, ...] = ()
     availability_zone_ids: tuple[str, ...] = ()
+    service_linked_roles: bool = False
     assign_public_ip: bool | None = None
     profiles: Mapping[str, Profile] = field(default_factory=dict)
     tag_profiles: Mapping[str, str] = field(default_factory=dict)
@@ -356,6 +357,7 @@ _KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "subnetIds": ("subnet_ids", _string_list),
     "securityGroupIds": ("security_group_ids", _string_list),
     "availabilityZoneIds": ("availability_zone_ids", _zone_ids),
+    "serviceLinkedRoles": ("service_linked_roles", _bool),
     "assignPublicIp": ("assign_public_ip", _bool),
     "profiles": ("profiles", _profiles),
     "tagProfiles": ("tag_profiles", _name_map),

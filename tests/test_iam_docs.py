@@ -48,6 +48,7 @@ CREATE_DELETE = {
     "aws:iam/rolePolicy:RolePolicy": ["iam:PutRolePolicy", "iam:DeleteRolePolicy"],
     "aws:iam/rolePolicyAttachment:RolePolicyAttachment": ["iam:AttachRolePolicy"],
     "aws:iam/instanceProfile:InstanceProfile": ["iam:CreateInstanceProfile"],
+    "aws:iam/serviceLinkedRole:ServiceLinkedRole": ["iam:CreateServiceLinkedRole"],
     "aws:cloudwatch/logGroup:LogGroup": ["logs:CreateLogGroup", "logs:DeleteLogGroup"],
     "aws:sfn/stateMachine:StateMachine": [
         "states:CreateStateMachine",
@@ -111,7 +112,7 @@ for overrides in (
      "notifications": json.dumps({"email": "team@example.com"})},
     {"computeType": "SPOT", "profiles": json.dumps({"gpu": {"gpu": 1}}),
      "nodeProfiles": json.dumps({"train.fit_ridge_model": "gpu"}),
-     "subnetIds": json.dumps(["subnet-0aaa1111"])},
+     "subnetIds": json.dumps(["subnet-0aaa1111"]), "serviceLinkedRoles": "true"},
 ):
     types |= {r["type"] for r in synthesize("dev", overrides).resources}
 print(json.dumps({"types": sorted(types), "calls": sorted(set(calls))}))
@@ -149,3 +150,37 @@ def test_readme_and_the_preview_workflow_list_what_preview_needs():
         text = path.read_text(encoding="utf-8")
         assert "states:ValidateStateMachineDefinition" in text, path
         assert "docs/iam/preview-policy.json" in text, path
+
+
+LINKED = """
+import json
+from infra.synth import synthesize
+for overrides in ({}, {"serviceLinkedRoles": "true"},
+                  {"serviceLinkedRoles": "true", "computeType": "SPOT"}):
+    run = synthesize("dev", overrides).resources
+    roles = [r for r in run if r["type"] == "aws:iam/serviceLinkedRole:ServiceLinkedRole"]
+    environments = [r for r in run if r["type"].endswith("computeEnvironment:ComputeEnvironment")]
+    print(json.dumps({"roles": roles, "environments": environments}))
+"""
+
+
+def test_service_linked_roles_for_a_new_account_come_first_and_stay():
+    proc = subprocess.run(
+        [sys.executable, "-c", LINKED], cwd=REPO_ROOT, capture_output=True, text=True,
+        check=True, timeout=600,
+        env={**os.environ, "DO_NOT_TRACK": "1", "KEDRO_DISABLE_TELEMETRY": "true"},
+    )  # fmt: skip
+    default, fargate, spot = (json.loads(line) for line in proc.stdout.strip().splitlines()[-3:])
+    assert default["roles"] == []  # most accounts have them: IAM would refuse a second
+    for run, services in (
+        (fargate, {"batch.amazonaws.com", "ecs.amazonaws.com"}),
+        (spot, {"batch.amazonaws.com", "ecs.amazonaws.com", "spot.amazonaws.com"}),
+    ):
+        assert {r["inputs"]["awsServiceName"] for r in run["roles"]} == services
+        assert all(r["options"]["retainOnDelete"] for r in run["roles"])
+        for environment in run["environments"]:
+            assert {r["name"] for r in run["roles"]} <= set(environment["options"]["dependsOn"])
+    granted = next(
+        s for s in policy("deploy")["Statement"] if s["Action"] == ["iam:CreateServiceLinkedRole"]
+    )
+    assert sorted(granted["Condition"]["StringEquals"]["iam:AWSServiceName"]) == sorted(services)

@@ -87,6 +87,12 @@ class BatchCompute(pulumi.ComponentResource):
 
         uses_ec2 = resources.needs_gpu or resources.platform == "EC2"
         self._instance_profile = self._instance_profile_for(partition) if uses_ec2 else None
+        spot = settings.compute_type == "SPOT" or (
+            resources.needs_gpu and settings.compute_type in SPOT_TYPES
+        )
+        self._linked_roles = (
+            self._service_linked_roles(spot=spot) if settings.service_linked_roles else []
+        )
 
         cpu_type = settings.compute_type
         self.queue_arn = self._queue(name, cpu_type, gpu=False)
@@ -242,10 +248,32 @@ class BatchCompute(pulumi.ComponentResource):
             compute_resources=aws.batch.ComputeEnvironmentComputeResourcesArgs(**compute),
             opts=pulumi.ResourceOptions.merge(
                 self._child,
-                # Batch scales desired vCPUs itself; do not fight it.
-                pulumi.ResourceOptions(ignore_changes=["computeResources.desiredVcpus"]),
+                pulumi.ResourceOptions(
+                    # Batch scales desired vCPUs itself; do not fight it.
+                    ignore_changes=["computeResources.desiredVcpus"],
+                    depends_on=self._linked_roles,
+                ),
             ),
         )
+
+    def _service_linked_roles(self, *, spot: bool) -> list[pulumi.Resource]:
+        """The account-wide roles Batch, ECS and EC2 Spot act through, for a
+        brand-new account (``serviceLinkedRoles``): created before the compute
+        environments, never deleted by this stack (other workloads use them),
+        and refused by IAM where they exist already."""
+        services = ["batch.amazonaws.com", "ecs.amazonaws.com"]
+        if spot:
+            services.append("spot.amazonaws.com")
+        return [
+            aws.iam.ServiceLinkedRole(
+                f"{self._name}-{service.split('.')[0]}-linked-role",
+                aws_service_name=service,
+                opts=pulumi.ResourceOptions.merge(
+                    self._child, pulumi.ResourceOptions(retain_on_delete=True)
+                ),
+            )
+            for service in services
+        ]
 
     def _instance_profile_for(self, partition: pulumi.Output[str]) -> aws.iam.InstanceProfile:
         """For the ECS agent on Batch-managed EC2 instances (AWS's managed policy)."""
