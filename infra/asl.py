@@ -50,6 +50,7 @@ MODES: tuple[Mode, ...] = ("structured", "exact")
 SUBMIT_JOB_SYNC = "arn:aws:states:::batch:submitJob.sync"
 SUBMIT_JOB = "arn:aws:states:::batch:submitJob"
 START_CHILD = "arn:aws:states:::states:startExecution.sync:2"
+DESCRIBE_JOBS = "arn:aws:states:::aws-sdk:batch:describeJobs"
 TASK_COMMAND = ("kedro-batch-task",)
 BARRIER_COMMAND = ("kedro-batch-task", "--barrier")
 
@@ -67,6 +68,10 @@ SPLIT_BYTES = 1_000_000
 SPLIT_EVENTS = 20_000
 SPLIT_PAYLOAD = 200_000
 JOB_ID_BYTES = 64  # "tN":{"JobId":"<36-character UUID>"} in exact mode's state
+# Jobs per DescribeJobs call when exact mode looks for the failed node: a job
+# description is up to ~10 KB, and a call's result must stay under 256 KiB.
+DESCRIBE_CHUNK = 16
+DESCRIBE_BYTES_PER_JOB = 100  # its ID's path, and a 16th of a ~1 KB describing state
 
 # History events per state kind on the success path (Standard workflows).
 EVENTS_SYNC_TASK = 6  # Entered, Scheduled, Started, Submitted, Succeeded, Exited
@@ -102,6 +107,7 @@ CONTEXT_QUEUE = "q"
 CONTEXT_DEFINITION = "d"
 CONTEXT_ENV = "env"
 FAILED_PIPELINE_ERROR = "KedroPipelineFailed"
+DEPENDENT_FAILED = "Dependent Job failed"  # Batch's reason for a job whose parent failed
 PARAMS_TOO_LARGE_ERROR = "KedroBatchParamsTooLarge"
 CHECK_PARAMS_STATE = "CheckParams"
 
@@ -370,10 +376,12 @@ class _Splitter:
         return len(serialise({leaf.task: state})) + len(leaf.task), EVENTS_SYNC_TASK
 
     def job_cost(self, job: _Job) -> tuple[int, int]:
-        """Estimated (definition bytes, history events) of one exact-mode submission."""
+        """Estimated (definition bytes, history events) of one exact-mode submission,
+        with its share of the states that look for a failed node."""
         name, state = self._scratch._exact_submit(job, SUBMIT_JOB)
         state["Next"] = name
-        return len(serialise({name: state})) + len(name), EVENTS_TASK
+        find = DESCRIBE_BYTES_PER_JOB if job.task.nodes else 0
+        return len(serialise({name: state})) + len(name) + find, EVENTS_TASK
 
     def fits_whole(self, tasks: TaskGraph, layout: Layout) -> bool:
         """Whether one machine holds it, measured on the real definition
@@ -678,10 +686,12 @@ class _Emitter:
         jobs, sinks = self._exact_jobs(tasks)
         states = [self._exact_submit(job, SUBMIT_JOB) for job in jobs]
         failed = self.states.claim("PipelineFailed")
-        states += self._exact_wait(sinks, failed)
+        find, found = self._find_failed([job.key for job in jobs if job.task.nodes], failed)
+        states += self._exact_wait(sinks, find)
         machine = self._start(_chain(states), {"jobs": {}})
         machine["Comment"] = _comment(self.pipeline, "exact", len(tasks.tasks))
         machine["States"].update(dict(states))
+        machine["States"].update(found)
         machine["States"][failed] = self._exact_failure()
         return machine
 
@@ -767,12 +777,16 @@ class _Emitter:
                 state["ResultPath"] = "$.jobs"
             parent_states.append((name, state))
         wait_failed = self.states.claim("PipelineFailed")
-        parent_states += self._exact_wait(sinks, wait_failed)
+        # The parent holds the sinks' job IDs only: a failed sink is named, any
+        # other failed node by `python -m infra status`.
+        find, found = self._find_failed(list(sinks), wait_failed)
+        parent_states += self._exact_wait(sinks, find)
         parent = self._start(_chain(parent_states), {"jobs": {}})
         parent["Comment"] = _comment(self.pipeline, "exact", len(tasks.tasks)) + (
             " Split into child state machines to stay within Step Functions' limits."
         )
         parent["States"].update(dict(parent_states))
+        parent["States"].update(found)
         parent["States"][wait_failed] = self._exact_failure()
         keys = tuple(m.key for m in machines)
         return [*machines, Machine("", parent, keys)]
@@ -817,14 +831,59 @@ class _Emitter:
         state["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": failed}]
         return [*states, (name, state)]
 
+    def _find_failed(self, keys: list[str], failed: str) -> tuple[str, dict[str, Any]]:
+        """States that describe the run's node jobs (``keys``), a few at a time,
+        collecting the FAILED ones Batch did not fail for a dependency: the
+        nodes that failed. Then ``failed`` names them. JSONata, as JSONPath
+        cannot filter on two fields; any error skips to ``failed``."""
+        chunks = list(_chunks(keys, DESCRIBE_CHUNK))
+        names = [self.states.claim(f"FindFailedNode-{i + 1}") for i in range(len(chunks))]
+        found = self._failed_nodes()
+        states: dict[str, Any] = {}
+        for name, chunk, follow in zip(names, chunks, [*names[1:], failed], strict=True):
+            ids = ", ".join(f"$states.input.jobs.{key}.JobId" for key in chunk)
+            states[name] = {
+                "Type": "Task",
+                "QueryLanguage": "JSONata",
+                "Resource": DESCRIBE_JOBS,
+                "Arguments": {"Jobs": f"{{% [{ids}] %}}"},
+                "Output": found,
+                "Retry": [dict(THROTTLE_RETRY)],
+                "Catch": [
+                    {"ErrorEquals": ["States.ALL"], "Output": "{% $states.input %}", "Next": failed}
+                ],
+                "Next": follow,
+            }
+        return (names[0] if names else failed), states
+
+    @staticmethod
+    def _failed_nodes() -> str:
+        """JSONata: the input, with the failed nodes of this result added to ``failed``."""
+        failed = (
+            f"$states.result.Jobs[Status = 'FAILED' and $not(StatusReason = '{DEPENDENT_FAILED}')]"
+        )
+        return (
+            "{% $merge([$states.input, {'failed': [$states.input.failed, "
+            f"{failed}.{{'node': Container.Command[2], 'reason': StatusReason}}]}}]) %}}"
+        )
+
     def _exact_failure(self) -> dict[str, Any]:
+        """Fail naming the failed nodes (and Batch's reason), else as before."""
+        failed = "$states.input.failed"
+        named = (
+            f"'Kedro node(s) ' & $join({failed}.node, ', ') & ' failed (' & "
+            f"$join({failed}.reason, '; ') & '), so Batch failed the jobs that depend on "
+            "them; `python -m infra status` shows their logs.'"
+        )
+        unnamed = (
+            "'A Kedro node failed, so Batch failed the jobs that depend on it; "
+            "`python -m infra status` names it. ' & $string($states.input.error.Cause)"
+        )
         return {
             "Type": "Fail",
+            "QueryLanguage": "JSONata",
             "Error": FAILED_PIPELINE_ERROR,
-            "CausePath": (
-                "States.Format('A Kedro node failed, so Batch failed the jobs that depend "
-                "on it; `python -m infra status` names it. {}', $.error.Cause)"
-            ),
+            "Cause": f"{{% $count({failed}) > 0 ? {named} : {unnamed} %}}",
         }
 
     def _exact_submit(self, job: _Job, resource: str) -> tuple[str, dict[str, Any]]:
@@ -937,6 +996,8 @@ def limits(definition: Mapping[str, Any]) -> Limits:
     for _name, state in iter_states(definition):
         states += 1
         kind = state["Type"]
+        if kind == "Task" and state["Resource"] == DESCRIBE_JOBS:
+            continue  # only after a failure
         if kind == "Task":
             sync = ".sync" in state["Resource"]
             events += EVENTS_SYNC_TASK if sync else EVENTS_TASK

@@ -110,6 +110,9 @@ def test_failed_node_fails_the_execution_and_stops_the_rest(mode: str):
         assert json.loads(info.value.cause)["Container"]["Command"][2] == "b"
     else:
         assert info.value.error == asl.FAILED_PIPELINE_ERROR
+        # Named like structured mode names it: the job Batch failed for its
+        # own reason, not the ones failed because it did.
+        assert info.value.cause.startswith("Kedro node(s) b failed (exit 1)"), info.value.cause
 
 
 @pytest.mark.parametrize(

@@ -136,6 +136,22 @@ def test_failing_job_fails_the_execution_naming_the_node(
     assert command[:2] == ["kedro-batch-task", "--nodes"] and command[2] in first
 
 
+def test_exact_mode_names_the_failed_node_in_the_cause(
+    example: PipelineGraph, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("MOTO_SIMPLE_BATCH_FAIL_AFTER", "0")
+    result, jobs = execute(example, "exact")
+    assert result["status"] == "FAILED"
+    assert result["error"] == asl.FAILED_PIPELINE_ERROR
+    # Every job fails in moto here, in submission order; the named ones are
+    # those Batch failed for their own reason (moto gives none of them the
+    # "Dependent Job failed" reason AWS gives their dependants).
+    cause = result["cause"]
+    assert cause.startswith("Kedro node(s) ") and " failed (" in cause, cause
+    named = cause.removeprefix("Kedro node(s) ").split(" failed (")[0].split(", ")
+    assert set(named) <= set(example.node_names) and named
+
+
 def test_split_pipeline_runs_its_parts_as_child_executions(
     example: PipelineGraph, monkeypatch: pytest.MonkeyPatch
 ):
