@@ -140,7 +140,7 @@ def test_exact_mode_names_the_failed_node_in_the_cause(
     example: PipelineGraph, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setenv("MOTO_SIMPLE_BATCH_FAIL_AFTER", "0")
-    result, jobs = execute(example, "exact")
+    result, _ = execute(example, "exact")
     assert result["status"] == "FAILED"
     assert result["error"] == asl.FAILED_PIPELINE_ERROR
     # Every job fails in moto here, in submission order; the named ones are
