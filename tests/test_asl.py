@@ -354,9 +354,7 @@ def test_five_thousand_nodes_in_exact_mode_split_and_keep_every_dependency():
 def test_exact_mode_describes_every_node_job_to_name_a_failure():
     g = layered(60)
     definition = build(g, "exact")
-    finders = [
-        s for _, s in asl.iter_states(definition) if s.get("Resource") == asl.DESCRIBE_JOBS
-    ]
+    finders = [s for _, s in asl.iter_states(definition) if s.get("Resource") == asl.DESCRIBE_JOBS]
     described = [
         key
         for state in finders
