@@ -65,6 +65,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
 
 def _synth(args: argparse.Namespace) -> int:
     from infra import asl
+    from infra.components.image import build_inputs, describe
     from infra.kedro_project import loaded
     from infra.plan import plan
     from infra.synth import clear, stack_settings, synthesize, write
@@ -87,6 +88,10 @@ def _synth(args: argparse.Namespace) -> int:
             f"{pipeline.structure_ratio():.2f} at equal durations; {usage.states} states, "
             f"{usage.definition_bytes / 1024:.1f} KiB, ~{usage.history_events} history events"
         )
+    settings = deployment.settings
+    print(
+        describe(build_inputs(deployment.project.path, build_on_preview=settings.build_on_preview))
+    )
     print(f"wrote {out}/: {len(synthesis.resources)} resources")
     return 0
 

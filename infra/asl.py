@@ -50,6 +50,7 @@ MODES: tuple[Mode, ...] = ("structured", "exact")
 SUBMIT_JOB_SYNC = "arn:aws:states:::batch:submitJob.sync"
 SUBMIT_JOB = "arn:aws:states:::batch:submitJob"
 START_CHILD = "arn:aws:states:::states:startExecution.sync:2"
+DESCRIBE_JOBS = "arn:aws:states:::aws-sdk:batch:describeJobs"
 TASK_COMMAND = ("kedro-batch-task",)
 BARRIER_COMMAND = ("kedro-batch-task", "--barrier")
 
@@ -67,6 +68,10 @@ SPLIT_BYTES = 1_000_000
 SPLIT_EVENTS = 20_000
 SPLIT_PAYLOAD = 200_000
 JOB_ID_BYTES = 64  # "tN":{"JobId":"<36-character UUID>"} in exact mode's state
+# Jobs per DescribeJobs call when exact mode looks for the failed node: a job
+# description is up to ~10 KB, and a call's result must stay under 256 KiB.
+DESCRIBE_CHUNK = 16
+DESCRIBE_BYTES_PER_JOB = 100  # its ID's path, and a 16th of a ~1 KB describing state
 
 # History events per state kind on the success path (Standard workflows).
 EVENTS_SYNC_TASK = 6  # Entered, Scheduled, Started, Submitted, Succeeded, Exited
@@ -75,11 +80,24 @@ EVENTS_PARALLEL = 4  # Entered, Started, Succeeded, Exited
 EVENTS_PASS = 2
 EVENTS_EXECUTION = 2
 
-# SubmitJob is throttled at 50/s per account; wide fan-outs hit it. Waits are
-# drawn from 0..1 s, 0..2 s, ... 0..128 s (full jitter). Defaults
-# (IntervalSeconds 1, BackoffRate 2.0) are left out: every byte is paid per task.
+# SubmitJob is throttled at 50/s per account; wide fan-outs hit it. Step
+# Functions names a failed call after the SDK exception it got: Batch's model
+# has only ClientException (our request is wrong: never retried) and
+# ServerException (HTTP 500); anything unmodelled, HTTP 429
+# TooManyRequestsException included, surfaces as the SDK's base class,
+# Batch.AWSBatchException (SDK v1) or Batch.BatchException (SDK v2), both seen
+# in real executions. The error code itself is listed too, in case it is ever
+# surfaced as is. Waits are drawn from 0..1 s, 0..2 s, ... 0..128 s (full
+# jitter). Defaults (IntervalSeconds 1, BackoffRate 2.0) are left out: every
+# byte is paid per task.
+TRANSIENT_BATCH_ERRORS = (
+    "Batch.AWSBatchException",
+    "Batch.BatchException",
+    "Batch.ServerException",
+    "Batch.TooManyRequestsException",
+)
 THROTTLE_RETRY: dict[str, Any] = {
-    "ErrorEquals": ["Batch.AWSBatchException"],
+    "ErrorEquals": list(TRANSIENT_BATCH_ERRORS),
     "MaxAttempts": 8,
     "JitterStrategy": "FULL",
 }
@@ -89,6 +107,9 @@ CONTEXT_QUEUE = "q"
 CONTEXT_DEFINITION = "d"
 CONTEXT_ENV = "env"
 FAILED_PIPELINE_ERROR = "KedroPipelineFailed"
+DEPENDENT_FAILED = "Dependent Job failed"  # Batch's reason for a job whose parent failed
+PARAMS_TOO_LARGE_ERROR = "KedroBatchParamsTooLarge"
+CHECK_PARAMS_STATE = "CheckParams"
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,16 +205,20 @@ def build_definition(
     pipeline_name: str | None = None,
     layout: Layout | None = None,
     layout_budget_seconds: float = 1.0,
+    params_room: int | None = None,
 ) -> dict[str, Any]:
     """The ASL definition that runs ``pipeline`` on Batch, as one state machine.
 
     ``durations`` maps node names to expected seconds and steers the
     structured layout (or pass a ``layout`` computed once); ``groups`` fuses
     nodes into one task each; ``jobs`` gives per-task queue, definition,
-    resources and timeout. :func:`build_machines` splits what does not fit.
+    resources and timeout. With ``params_room`` (characters, see
+    :mod:`infra.overrides`), the machine fails an execution whose runtime
+    parameters would take more, before it submits any job.
+    :func:`build_machines` splits what does not fit.
     """
     tasks, emitter = _prepare(
-        pipeline, job_queue, job_definition, mode, groups, jobs, pipeline_name
+        pipeline, job_queue, job_definition, mode, groups, jobs, pipeline_name, params_room
     )
     if mode == "exact":
         return emitter.exact(tasks)
@@ -249,6 +274,7 @@ def build_machines(
     pipeline_name: str | None = None,
     layout: Layout | None = None,
     layout_budget_seconds: float = 1.0,
+    params_room: int | None = None,
 ) -> list[Machine]:
     """Like :func:`build_definition`, split to stay within Step Functions' limits.
 
@@ -260,7 +286,7 @@ def build_machines(
     Children come first: the parent needs their ARNs.
     """
     tasks, emitter = _prepare(
-        pipeline, job_queue, job_definition, mode, groups, jobs, pipeline_name
+        pipeline, job_queue, job_definition, mode, groups, jobs, pipeline_name, params_room
     )
     splitter = _Splitter(tasks, emitter.spec)
     if mode == "exact":
@@ -285,6 +311,7 @@ def _prepare(
     groups: Sequence[Sequence[str]] | None,
     jobs: JobSpecs | None,
     pipeline_name: str | None,
+    params_room: int | None = None,
 ) -> tuple[TaskGraph, _Emitter]:
     if mode not in MODES:
         raise UserError(
@@ -293,7 +320,7 @@ def _prepare(
         )
     tasks = task_graph(pipeline, groups)
     name = pipeline_name or (pipeline.name if isinstance(pipeline, PipelineGraph) else None)
-    return tasks, _Emitter(job_queue, job_definition, _spec_lookup(jobs), name)
+    return tasks, _Emitter(job_queue, job_definition, _spec_lookup(jobs), name, params_room)
 
 
 def _layout(tasks: TaskGraph, durations: Mapping[str, float] | None, budget: float) -> Layout:
@@ -349,10 +376,12 @@ class _Splitter:
         return len(serialise({leaf.task: state})) + len(leaf.task), EVENTS_SYNC_TASK
 
     def job_cost(self, job: _Job) -> tuple[int, int]:
-        """Estimated (definition bytes, history events) of one exact-mode submission."""
+        """Estimated (definition bytes, history events) of one exact-mode submission,
+        with its share of the states that look for a failed node."""
         name, state = self._scratch._exact_submit(job, SUBMIT_JOB)
         state["Next"] = name
-        return len(serialise({name: state})) + len(name), EVENTS_TASK
+        find = DESCRIBE_BYTES_PER_JOB if job.task.nodes else 0
+        return len(serialise({name: state})) + len(name) + find, EVENTS_TASK
 
     def fits_whole(self, tasks: TaskGraph, layout: Layout) -> bool:
         """Whether one machine holds it, measured on the real definition
@@ -417,11 +446,13 @@ class _Emitter:
         job_definition: str,
         spec: Callable[[Task], JobSpec],
         pipeline: str | None,
+        params_room: int | None = None,
     ) -> None:
         self.job_queue = job_queue
         self.job_definition = job_definition
         self.spec = spec
         self.pipeline = pipeline
+        self.params_room = params_room
         self.states = state_namer()
         self.job_names = job_namer()
         self.parallels = 0
@@ -449,13 +480,33 @@ class _Emitter:
         ]
         if self.pipeline:
             environment.append({"Name": ENV_PIPELINE, "Value": self.pipeline})
+        guard: dict[str, Any] = {}
+        present = start
+        if self.params_room is not None:
+            present, too_large = (
+                self.states.claim(n) for n in (CHECK_PARAMS_STATE, "ParamsTooLarge")
+            )
+            guard = {
+                present: params_guard(self.params_room, too_large, start),
+                too_large: {
+                    "Type": "Fail",
+                    "Error": PARAMS_TOO_LARGE_ERROR,
+                    "Cause": (
+                        f"The runtime parameters take more than the {self.params_room:,} "
+                        "characters of JSON every Batch job of this pipeline has left in its "
+                        "8,192 characters of container overrides; Batch would fail the jobs. "
+                        "Pass fewer or smaller parameters (put large values in a file and pass "
+                        "its path)."
+                    ),
+                },
+            }
         return {
             "StartAt": check,
             "States": {
                 check: {
                     "Type": "Choice",
                     "Comment": 'Runtime parameters arrive as {"params": {...}}.',
-                    "Choices": [{"Variable": "$.params", "IsPresent": True, "Next": start}],
+                    "Choices": [{"Variable": "$.params", "IsPresent": True, "Next": present}],
                     "Default": default,
                 },
                 default: {
@@ -464,6 +515,7 @@ class _Emitter:
                     "ResultPath": "$.params",
                     "Next": start,
                 },
+                **guard,
                 start: {
                     "Type": "Pass",
                     "Parameters": {
@@ -507,8 +559,7 @@ class _Emitter:
         }
 
     def _node_command(self, task: Task) -> list[str]:
-        # Contract 4: "--nodes" then one element, the comma-separated names.
-        return [*TASK_COMMAND, "--nodes", ",".join(task.nodes)]
+        return node_command(task)
 
     # -- structured --------------------------------------------------------
 
@@ -635,10 +686,12 @@ class _Emitter:
         jobs, sinks = self._exact_jobs(tasks)
         states = [self._exact_submit(job, SUBMIT_JOB) for job in jobs]
         failed = self.states.claim("PipelineFailed")
-        states += self._exact_wait(sinks, failed)
+        find, found = self._find_failed([job.key for job in jobs if job.task.nodes], failed)
+        states += self._exact_wait(sinks, find)
         machine = self._start(_chain(states), {"jobs": {}})
         machine["Comment"] = _comment(self.pipeline, "exact", len(tasks.tasks))
         machine["States"].update(dict(states))
+        machine["States"].update(found)
         machine["States"][failed] = self._exact_failure()
         return machine
 
@@ -724,12 +777,16 @@ class _Emitter:
                 state["ResultPath"] = "$.jobs"
             parent_states.append((name, state))
         wait_failed = self.states.claim("PipelineFailed")
-        parent_states += self._exact_wait(sinks, wait_failed)
+        # The parent holds the sinks' job IDs only: a failed sink is named, any
+        # other failed node by `python -m infra status`.
+        find, found = self._find_failed(list(sinks), wait_failed)
+        parent_states += self._exact_wait(sinks, find)
         parent = self._start(_chain(parent_states), {"jobs": {}})
         parent["Comment"] = _comment(self.pipeline, "exact", len(tasks.tasks)) + (
             " Split into child state machines to stay within Step Functions' limits."
         )
         parent["States"].update(dict(parent_states))
+        parent["States"].update(found)
         parent["States"][wait_failed] = self._exact_failure()
         keys = tuple(m.key for m in machines)
         return [*machines, Machine("", parent, keys)]
@@ -774,14 +831,59 @@ class _Emitter:
         state["Catch"] = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": failed}]
         return [*states, (name, state)]
 
+    def _find_failed(self, keys: list[str], failed: str) -> tuple[str, dict[str, Any]]:
+        """States that describe the run's node jobs (``keys``), a few at a time,
+        collecting the FAILED ones Batch did not fail for a dependency: the
+        nodes that failed. Then ``failed`` names them. JSONata, as JSONPath
+        cannot filter on two fields; any error skips to ``failed``."""
+        chunks = list(_chunks(keys, DESCRIBE_CHUNK))
+        names = [self.states.claim(f"FindFailedNode-{i + 1}") for i in range(len(chunks))]
+        found = self._failed_nodes()
+        states: dict[str, Any] = {}
+        for name, chunk, follow in zip(names, chunks, [*names[1:], failed], strict=True):
+            ids = ", ".join(f"$states.input.jobs.{key}.JobId" for key in chunk)
+            states[name] = {
+                "Type": "Task",
+                "QueryLanguage": "JSONata",
+                "Resource": DESCRIBE_JOBS,
+                "Arguments": {"Jobs": f"{{% [{ids}] %}}"},
+                "Output": found,
+                "Retry": [dict(THROTTLE_RETRY)],
+                "Catch": [
+                    {"ErrorEquals": ["States.ALL"], "Output": "{% $states.input %}", "Next": failed}
+                ],
+                "Next": follow,
+            }
+        return (names[0] if names else failed), states
+
+    @staticmethod
+    def _failed_nodes() -> str:
+        """JSONata: the input, with the failed nodes of this result added to ``failed``."""
+        failed = (
+            f"$states.result.Jobs[Status = 'FAILED' and $not(StatusReason = '{DEPENDENT_FAILED}')]"
+        )
+        return (
+            "{% $merge([$states.input, {'failed': [$states.input.failed, "
+            f"{failed}.{{'node': Container.Command[2], 'reason': StatusReason}}]}}]) %}}"
+        )
+
     def _exact_failure(self) -> dict[str, Any]:
+        """Fail naming the failed nodes (and Batch's reason), else as before."""
+        failed = "$states.input.failed"
+        named = (
+            f"'Kedro node(s) ' & $join({failed}.node, ', ') & ' failed (' & "
+            f"$join({failed}.reason, '; ') & '), so Batch failed the jobs that depend on "
+            "them; `python -m infra status` shows their logs.'"
+        )
+        unnamed = (
+            "'A Kedro node failed, so Batch failed the jobs that depend on it; "
+            "`python -m infra status` names it. ' & $string($states.input.error.Cause)"
+        )
         return {
             "Type": "Fail",
+            "QueryLanguage": "JSONata",
             "Error": FAILED_PIPELINE_ERROR,
-            "CausePath": (
-                "States.Format('A Kedro node failed, so Batch failed the jobs that depend "
-                "on it; `python -m infra status` names it. {}', $.error.Cause)"
-            ),
+            "Cause": f"{{% $count({failed}) > 0 ? {named} : {unnamed} %}}",
         }
 
     def _exact_submit(self, job: _Job, resource: str) -> tuple[str, dict[str, Any]]:
@@ -805,6 +907,42 @@ class _Job:
     task: Task
     deps: list[str]
     command: list[str]
+
+
+def node_command(task: Task) -> list[str]:
+    """Contract 4: ``--nodes`` then one element, the comma-separated names."""
+    return [*TASK_COMMAND, "--nodes", ",".join(task.nodes)]
+
+
+def params_guard(room: int, too_large: str, next_state: str) -> dict[str, Any]:
+    """A JSONata Choice failing executions whose parameters exceed ``room``.
+
+    JSONPath has no string length, so this one state is JSONata (Step
+    Functions lets a JSONPath machine set ``QueryLanguage`` per state). It
+    counts what :func:`infra.overrides.params_length` counts: the compact
+    JSON of ``params``, each quote and backslash once more (the override's
+    own JSON escapes them), less the ``{}`` already counted per task.
+    """
+    params = "$string($states.input.params)"
+    size = (
+        f"$length({params}) + $count($split({params}, '\"')) + $count($split({params}, '\\\\')) - 4"
+    )
+    return {
+        "Type": "Choice",
+        "QueryLanguage": "JSONata",
+        "Comment": "Batch fails jobs whose container overrides pass 8,192 characters.",
+        "Choices": [{"Condition": f"{{% {size} > {room} %}}", "Next": too_large}],
+        "Default": next_state,
+    }
+
+
+def params_room_of(definition: Mapping[str, Any]) -> int | None:
+    """The parameter room a definition's guard enforces (``None``: no guard)."""
+    state = definition.get("States", {}).get(CHECK_PARAMS_STATE)
+    if not state or state.get("QueryLanguage") != "JSONata":
+        return None
+    match = re.search(r"> (\d+) %}$", state["Choices"][0]["Condition"])
+    return int(match.group(1)) if match else None
 
 
 def _chain(states: list[tuple[str, dict[str, Any]]]) -> str:
@@ -858,6 +996,8 @@ def limits(definition: Mapping[str, Any]) -> Limits:
     for _name, state in iter_states(definition):
         states += 1
         kind = state["Type"]
+        if kind == "Task" and state["Resource"] == DESCRIBE_JOBS:
+            continue  # only after a failure
         if kind == "Task":
             sync = ".sync" in state["Resource"]
             events += EVENTS_SYNC_TASK if sync else EVENTS_TASK

@@ -85,6 +85,8 @@ class Settings:
     gpu_instance_types: tuple[str, ...] = ("g4dn", "g5", "g6")
     subnet_ids: tuple[str, ...] = ()
     security_group_ids: tuple[str, ...] = ()
+    availability_zone_ids: tuple[str, ...] = ()
+    service_linked_roles: bool = False
     assign_public_ip: bool | None = None
     profiles: Mapping[str, Profile] = field(default_factory=dict)
     tag_profiles: Mapping[str, str] = field(default_factory=dict)
@@ -353,6 +355,16 @@ def _kms_key_arn(raw: Any) -> str:
     return value
 
 
+def _zone_ids(raw: Any) -> tuple[str, ...]:
+    value = _string_list(raw)
+    bad = [z for z in value if not re.fullmatch(r"[a-z]+[0-9]+-az[0-9]+", z)]
+    if bad:
+        raise ValueError(f"{bad[0]!r} is not a zone ID; zone IDs look like use1-az1 or euw1-az2")
+    if len(value) != 2 or len(set(value)) != 2:
+        raise ValueError(f"got {raw!r}; expected two different zone IDs for the two subnets")
+    return value
+
+
 def _project_dir(raw: Any) -> Path:
     path = Path(_string(raw))
     return path if path.is_absolute() else REPO_ROOT / path
@@ -373,6 +385,8 @@ _KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "gpuInstanceTypes": ("gpu_instance_types", _non_empty_list),
     "subnetIds": ("subnet_ids", _string_list),
     "securityGroupIds": ("security_group_ids", _string_list),
+    "availabilityZoneIds": ("availability_zone_ids", _zone_ids),
+    "serviceLinkedRoles": ("service_linked_roles", _bool),
     "assignPublicIp": ("assign_public_ip", _bool),
     "profiles": ("profiles", _profiles),
     "tagProfiles": ("tag_profiles", _name_map),

@@ -3,7 +3,9 @@
 A small interpreter for the subset of the Amazon States Language that the
 compiler emits (Pass, Choice, Task, Parallel, Fail, Succeed; ``Parameters``,
 ``ResultSelector``, ``ResultPath``, ``Retry``, ``Catch``; the intrinsics
-``States.Format``, ``States.JsonToString`` and ``States.StringToJson``) with
+``States.Format``, ``States.JsonToString`` and ``States.StringToJson``; and the
+JSONata states it emits: Choice ``Condition``, Task ``Arguments``/``Output``
+for ``aws-sdk:batch:describeJobs``, Catch ``Output``, Fail ``Error``/``Cause``) with
 Batch replaced by :class:`LocalBatch`, which honours ``DependsOn``. Anything
 outside that subset is refused by name rather than half-interpreted.
 """
@@ -350,6 +352,7 @@ class LocalBatch:
 SUBMIT_JOB = "arn:aws:states:::batch:submitJob"
 SUBMIT_JOB_SYNC = SUBMIT_JOB + ".sync"
 START_EXECUTION_SYNC = "arn:aws:states:::states:startExecution.sync:2"
+DESCRIBE_JOBS = "arn:aws:states:::aws-sdk:batch:describeJobs"
 
 
 class Interpreter:
@@ -386,9 +389,14 @@ class Interpreter:
                 handler = _catcher(state, exc)
                 if handler is None:
                     raise
-                data = _set_path(
-                    data, handler.get("ResultPath", "$"), {"Error": exc.error, "Cause": exc.cause}
-                )
+                error = {"Error": exc.error, "Cause": exc.cause}
+                if _jsonata_state(state):
+                    states = {"input": data, "errorOutput": error, "context": self.context}
+                    data = jsonata_template(
+                        handler.get("Output", "{% $states.errorOutput %}"), states
+                    )
+                else:
+                    data = _set_path(data, handler.get("ResultPath", "$"), error)
                 follow = handler["Next"]
             if follow is None:
                 return data
@@ -396,6 +404,18 @@ class Interpreter:
 
     def _state(self, name: str, state: Mapping[str, Any], data: Any) -> tuple[Any, str | None]:
         kind = state["Type"]
+        if kind == "Fail" and _jsonata_state(state):
+            states = {"input": data, "context": self.context}
+            error = jsonata_template(state["Error"], states)
+            raise ExecutionFailed(str(error), str(jsonata_template(state.get("Cause", ""), states)))
+        if kind == "Task" and _jsonata_state(state):
+            states = {"input": data, "context": self.context}
+            arguments = jsonata_template(state.get("Arguments", {}), states)
+            result = self._with_retry(state, lambda: self._task(state["Resource"], arguments))
+            output = jsonata_template(
+                state.get("Output", "{% $states.result %}"), {**states, "result": result}
+            )
+            return output, _next(state)
         if kind == "Fail":
             error = state.get("Error") or read_path(state["ErrorPath"], data, self.context)
             cause = state.get("Cause")
@@ -405,8 +425,9 @@ class Interpreter:
         if kind == "Succeed":
             return data, None
         if kind == "Choice":
+            jsonata = state.get("QueryLanguage") == "JSONata"
             for rule in state.get("Choices", ()):
-                if self._matches(rule, data):
+                if self._condition(rule, data) if jsonata else self._matches(rule, data):
                     return data, rule["Next"]
             if "Default" not in state:
                 raise StateError("States.NoChoiceMatched", f"no choice matched in {name}")
@@ -432,6 +453,9 @@ class Interpreter:
     def _task(self, resource: str, params: dict[str, Any]) -> Any:
         if resource == START_EXECUTION_SYNC:
             return self._child(params)
+        if resource == DESCRIBE_JOBS:
+            wanted = set(params["Jobs"])
+            return {"Jobs": [j.description() for j in self.batch.jobs() if j.job_id in wanted]}
         if resource not in (SUBMIT_JOB, SUBMIT_JOB_SYNC):
             raise StateError("States.Runtime", f"resource {resource} is not supported locally")
         job = self.batch.submit(params)
@@ -507,6 +531,16 @@ class Interpreter:
                     delay = random.uniform(0, delay)
                 self.sleep(delay)
 
+    def _condition(self, rule: Mapping[str, Any], data: Any) -> bool:
+        """A JSONata Choice rule: ``{% expression %}`` over ``$states``."""
+        text = rule["Condition"].strip()
+        result = jsonata_template(text, {"input": data, "context": self.context})
+        if not isinstance(result, bool):
+            raise StateError(
+                "States.QueryEvaluationError", f"{text} gave {result!r}, not a boolean"
+            )
+        return result
+
     def _matches(self, rule: Mapping[str, Any], data: Any) -> bool:
         if "And" in rule:
             return all(self._matches(r, data) for r in rule["And"])
@@ -526,6 +560,30 @@ class Interpreter:
         if "BooleanEquals" in rule:
             return present and value is rule["BooleanEquals"]
         raise StateError("States.Runtime", f"Choice rule {sorted(rule)} is not supported locally")
+
+
+def _jsonata_state(state: Mapping[str, Any]) -> bool:
+    return state.get("QueryLanguage") == "JSONata"
+
+
+def jsonata_template(value: Any, states: Mapping[str, Any]) -> Any:
+    """A JSONata state's field: ``{% expression %}`` strings evaluated with
+    ``$states`` bound, inside objects and arrays too; anything else as it is."""
+    if isinstance(value, dict):
+        return {k: jsonata_template(v, states) for k, v in value.items()}
+    if isinstance(value, list):
+        return [jsonata_template(v, states) for v in value]
+    if not (isinstance(value, str) and value.startswith("{%") and value.endswith("%}")):
+        return value
+    import jsonata
+
+    try:
+        expression = jsonata.Jsonata(value[2:-2].strip())
+        frame = expression.create_frame()
+        frame.bind("states", dict(states))
+        return expression.evaluate(None, frame)
+    except Exception as exc:  # jsonata raises its own JException
+        raise StateError("States.QueryEvaluationError", f"{value}: {exc}") from None
 
 
 def _next(state: Mapping[str, Any]) -> str | None:

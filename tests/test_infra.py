@@ -17,6 +17,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from statelint.linter import Linter
 
 from infra.asl import iter_states
 from infra.components.batch import EC2_RETRY_ON, FARGATE_RETRY_ON
-from infra.components.image import CACHE_TAG, TAG_PREFIX, build_inputs
+from infra.components.image import CACHE_TAG, RUNTIME_INSTALL, TAG_PREFIX, build_inputs
 from infra.components.orchestration import PIPELINE_TAG
 from infra.config import REPO_ROOT
 from infra.errors import UserError
@@ -251,6 +252,29 @@ def test_the_image_is_built_for_amd64_with_the_runtime_and_ecr_cache(runs, stack
     )
 
 
+# Image inputs and where the tag covers them: BuildSettings, the tag itself,
+# or the repository (registries: its address and user; a new repository holds
+# no tags). An input added without a place here could rebuild under an old tag.
+IMAGE_INPUTS_IN_TAG = {
+    "context": "context, named_contexts",
+    "dockerfile": "dockerfile",
+    "buildArgs": "build_args",
+    "platforms": "platforms",
+    "push": "push",
+    "buildOnPreview": "build_on_preview",
+    "cacheFrom": "cache_tag",
+    "cacheTo": "cache_tag, cache_mode, cache_image_manifest, cache_oci_media_types",
+    "tags": "the tag",
+    "registries": "the repository",
+    "network": "never set: the provider's constant default",
+}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_input_of_the_image_is_covered_by_its_tag(runs, stack):
+    assert set(inputs(runs[stack], "docker-build:index:Image")) <= set(IMAGE_INPUTS_IN_TAG)
+
+
 def test_the_default_dockerfile_is_staged_beside_its_ignore_file():
     dockerfile = build_inputs(REPO_ROOT / "example").dockerfile
     assert dockerfile.read_bytes() == (REPO_ROOT / "infra/Dockerfile").read_bytes()
@@ -273,7 +297,7 @@ def test_the_build_tag_follows_the_content_and_skips_ignored_files(tmp_path):
 
 
 def test_a_project_with_its_own_dockerfile_uses_it_and_its_ignore_file(tmp_path):
-    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "Dockerfile").write_text(f"FROM python:3.11-slim\n{RUNTIME_INSTALL}\n")
     (tmp_path / ".dockerignore").write_text("secrets/\n")
     first = build_inputs(tmp_path)
     assert first.dockerfile == tmp_path / "Dockerfile"
@@ -290,13 +314,28 @@ def test_a_project_without_requirements_or_dockerfile_is_refused(tmp_path):
 # --- Batch ----------------------------------------------------------------------------
 
 
+def test_the_mock_image_reference_is_shaped_like_pulumi_docker_build(runs):
+    # pulumi-docker-build's ``ref``: the pushed tag with the build's digest.
+    (tag,) = inputs(runs["dev"], "docker-build:index:Image")["tags"]
+    new_resource = SynthMocks().new_resource
+    args = type(
+        "Args", (), {"typ": "docker-build:index:Image", "name": "i", "inputs": {"tags": [tag]}}
+    )
+    _, outputs = new_resource(args)
+    assert re.fullmatch(re.escape(tag) + "@sha256:[0-9a-f]{64}", outputs["ref"])
+    assert outputs["ref"].endswith("@" + outputs["digest"])
+
+
 @pytest.mark.parametrize("variant", DEPLOYED)
 def test_job_definitions_run_the_pushed_image_by_digest(runs, variant):
     run = runs[variant]
+    (tag,) = inputs(run, "docker-build:index:Image")["tags"]
+    repository = tag.rsplit(":", 1)[0]
     for job in of_type(run, "aws:batch/jobDefinition:JobDefinition"):
         props = container(job)
         assert props["image"] == run["outputs"]["imageRef"]
-        assert "@sha256:" in props["image"]
+        # repo@sha256:<digest>, never a tag: the form Batch and ECS document.
+        assert re.fullmatch(re.escape(repository) + "@sha256:[0-9a-f]{64}", props["image"])
         assert props["command"] == ["kedro-batch-task", "--help"]
         assert job["inputs"]["deregisterOnNewRevision"] is False
 
@@ -366,7 +405,7 @@ def test_spot_reclaims_are_retried_on_both_platforms():
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_the_default_job_definition_carries_the_default_profile(runs, stack):
-    job = named(runs[stack], "aws:batch/jobDefinition:JobDefinition", f"{stack}-job")
+    job = named(runs[stack], "aws:batch/jobDefinition:JobDefinition", f"{stack}-fargate-job")
     requirements = {r["type"]: r["value"] for r in container(job)["resourceRequirements"]}
     default = config(stack, "profiles")["default"] if stack == "prod" else {}
     assert requirements == {
@@ -392,6 +431,36 @@ def test_compute_environments_are_auto_named_and_leave_desired_vcpus_to_batch(ru
     fallback = config(stack, "onDemandFallback", False)
     expected = ["FARGATE_SPOT", "FARGATE"] if fallback else ["FARGATE_SPOT"]
     assert [by_arn[o["computeEnvironment"]] for o in order] == expected
+
+
+@pytest.mark.parametrize("variant", DEPLOYED)
+def test_queues_and_job_definitions_carry_their_platform_in_their_names(runs, variant):
+    # Switching computeType between Fargate and EC2 then creates new ones
+    # before deleting the old (a queue's platform cannot change); stacks
+    # deployed before keep theirs through an alias to the old name.
+    run = runs[variant]
+    for kind in ("aws:batch/jobQueue:JobQueue", "aws:batch/jobDefinition:JobDefinition"):
+        for resource in of_type(run, kind):
+            fargate = "FARGATE" in json.dumps(resource["inputs"]) or any(
+                "fargate" in arn for arn in _environment_types(run, resource)
+            )
+            platform = "-fargate-" if fargate else "-ec2-"
+            assert platform in resource["name"], resource["name"]
+            (alias,) = resource["options"]["aliases"]
+            assert alias == resource["name"].replace(platform, "-", 1)
+    fargate_names = {r["name"] for r in of_type(runs["dev"], "aws:batch/jobQueue:JobQueue")}
+    ec2_names = {r["name"] for r in of_type(runs["ec2"], "aws:batch/jobQueue:JobQueue")}
+    assert not fargate_names & ec2_names
+
+
+def _environment_types(run: Run, queue: dict[str, Any]) -> list[str]:
+    """The compute types of a queue's compute environments (lower case)."""
+    types = {
+        arn_of(run, ce): ce["inputs"]["computeResources"]["type"].lower()
+        for ce in of_type(run, "aws:batch/computeEnvironment:ComputeEnvironment")
+    }
+    orders = queue["inputs"].get("computeEnvironmentOrders") or []
+    return [types[o["computeEnvironment"]] for o in orders]
 
 
 def test_without_a_gpu_profile_there_is_no_gpu_queue_and_no_ec2(runs):
@@ -511,6 +580,27 @@ def test_dev_data_is_destroyed_with_the_stack_and_prod_data_is_kept(runs):
     assert not any(r["options"]["retainOnDelete"] for r in runs["dev"]["resources"])
 
 
+@pytest.mark.parametrize("variant", DEPLOYED)
+def test_bucket_settings_are_written_one_at_a_time(runs, variant):
+    # S3 answers concurrent configuration writes to one bucket with 409
+    # OperationAborted: each setting waits for the one before it.
+    run = runs[variant]
+    chain = [
+        "aws:s3/bucket:Bucket",
+        "aws:s3/bucketOwnershipControls:BucketOwnershipControls",
+        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+        "aws:s3/bucketPolicy:BucketPolicy",
+        "aws:s3/bucketVersioning:BucketVersioning",
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
+    ]
+    assert sorted(r["type"] for r in run["resources"] if r["type"].startswith("aws:s3/")) == sorted(
+        chain
+    )
+    for before, after in pairwise(chain):
+        assert one(run, before)["name"] in one(run, after)["options"]["dependsOn"], after
+
+
 # --- network --------------------------------------------------------------------------
 
 
@@ -519,7 +609,7 @@ def test_the_minimal_vpc_has_two_public_subnets_an_s3_endpoint_and_no_nat(runs, 
     run = runs[stack]
     subnets = [s["inputs"] for s in of_type(run, "aws:ec2/subnet:Subnet")]
     assert len(subnets) == 2
-    assert len({s["availabilityZone"] for s in subnets}) == 2
+    assert len({s["availabilityZoneId"] for s in subnets}) == 2
     assert all(s["mapPublicIpOnLaunch"] for s in subnets)
     (route,) = inputs(run, "aws:ec2/routeTable:RouteTable")["routes"]
     assert route == {

@@ -110,16 +110,28 @@ def test_failed_node_fails_the_execution_and_stops_the_rest(mode: str):
         assert json.loads(info.value.cause)["Container"]["Command"][2] == "b"
     else:
         assert info.value.error == asl.FAILED_PIPELINE_ERROR
+        # Named like structured mode names it: the job Batch failed for its
+        # own reason, not the ones failed because it did.
+        assert info.value.cause.startswith("Kedro node(s) b failed (exit 1)"), info.value.cause
 
 
-def test_retry_retries_throttling_then_succeeds():
+@pytest.mark.parametrize(
+    ("error", "cause"),
+    [
+        ("Batch.AWSBatchException", "Too Many Requests (Service: AWSBatch; Status Code: 429)"),
+        ("Batch.BatchException", "Too Many Requests (Service: Batch, Status Code: 429)"),
+        ("Batch.ServerException", "Failed to create shareIdentifier (Status Code: 500)"),
+        ("Batch.TooManyRequestsException", "Too Many Requests"),
+    ],
+)
+def test_retry_retries_throttling_and_server_errors_then_succeeds(error, cause):
     attempts = []
 
     class Flaky(LocalBatch):
         def submit(self, params):
             attempts.append(1)
             if len(attempts) < 3:
-                raise StateError("Batch.AWSBatchException", "Too Many Requests")
+                raise StateError(error, cause)
             return super().submit(params)
 
     batch = Flaky(Recorder(), 2)
@@ -127,6 +139,23 @@ def test_retry_retries_throttling_then_succeeds():
     Interpreter(definition, batch, CONTEXT, sleep=lambda _s: None).run({})
     batch.shutdown()
     assert len(attempts) == 3
+
+
+def test_a_rejected_submission_is_not_retried():
+    attempts = []
+
+    class Rejecting(LocalBatch):
+        def submit(self, params):
+            attempts.append(1)
+            raise StateError("Batch.ClientException", "Job definition is inactive")
+
+    batch = Rejecting(Recorder(), 2)
+    definition = asl.build_definition(graph({"a": []}), job_queue=QUEUE, job_definition=JOBDEF)
+    with pytest.raises(ExecutionFailed) as info:
+        Interpreter(definition, batch, CONTEXT, sleep=lambda _s: None).run({})
+    batch.shutdown()
+    assert info.value.error == "Batch.ClientException"
+    assert len(attempts) == 1
 
 
 def test_intrinsics_used_by_the_compiler():
@@ -137,3 +166,17 @@ def test_intrinsics_used_by_the_compiler():
         == "node it's said: boom"
     )
     assert read_path("$$.Execution.Name", data, CONTEXT) == "run-1"
+
+
+def test_parameters_too_large_for_batch_fail_before_any_job():
+    recorder = Recorder()
+    definition = asl.build_definition(
+        graph({"a": [], "b": ["a"]}), job_queue=QUEUE, job_definition=JOBDEF, params_room=100
+    )
+    run(definition, recorder, params={"k": "x" * 80})  # fits
+    assert sorted(recorder.spans) == ["a", "b"]
+    recorder = Recorder()
+    with pytest.raises(ExecutionFailed) as info:
+        run(definition, recorder, params={"k": 'x"\\' * 40})  # quotes count twice
+    assert info.value.error == asl.PARAMS_TOO_LARGE_ERROR
+    assert recorder.spans == {}

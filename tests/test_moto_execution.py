@@ -18,6 +18,7 @@ from moto import mock_aws
 from infra import asl
 from infra.graph import PipelineGraph
 from infra.kedro_project import load_project
+from infra.overrides import params_length
 from tests import moto_sfn
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +34,7 @@ def example() -> PipelineGraph:
     return load_project(ROOT / "example").pipelines["__default__"]
 
 
-def execute(graph: PipelineGraph, mode: str, params: dict | None = None):
+def execute(graph: PipelineGraph, mode: str, params: dict | None = None, **options):
     """Run the definition in moto; return (execution, jobs by node list)."""
     with mock_aws(config=moto_sfn.MOTO_CONFIG), moto_sfn.patched_moto():
         batch = boto3.client("batch", region_name=moto_sfn.REGION)
@@ -42,7 +43,12 @@ def execute(graph: PipelineGraph, mode: str, params: dict | None = None):
         ec2 = boto3.client("ec2", region_name=moto_sfn.REGION)
         queue, jobdef = moto_sfn.batch_environment(batch, iam, ec2)
         machines = asl.build_machines(
-            graph, job_queue=queue, job_definition=jobdef, mode=mode, pipeline_name=graph.name
+            graph,
+            job_queue=queue,
+            job_definition=jobdef,
+            mode=mode,
+            pipeline_name=graph.name,
+            **options,
         )
         arns: dict[str, str] = {}
         for m in machines:  # parts first: their parent needs their ARNs
@@ -130,6 +136,22 @@ def test_failing_job_fails_the_execution_naming_the_node(
     assert command[:2] == ["kedro-batch-task", "--nodes"] and command[2] in first
 
 
+def test_exact_mode_names_the_failed_node_in_the_cause(
+    example: PipelineGraph, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("MOTO_SIMPLE_BATCH_FAIL_AFTER", "0")
+    result, _ = execute(example, "exact")
+    assert result["status"] == "FAILED"
+    assert result["error"] == asl.FAILED_PIPELINE_ERROR
+    # Every job fails in moto here, in submission order; the named ones are
+    # those Batch failed for their own reason (moto gives none of them the
+    # "Dependent Job failed" reason AWS gives their dependants).
+    cause = result["cause"]
+    assert cause.startswith("Kedro node(s) ") and " failed (" in cause, cause
+    named = cause.removeprefix("Kedro node(s) ").split(" failed (")[0].split(", ")
+    assert set(named) <= set(example.node_names) and named
+
+
 def test_split_pipeline_runs_its_parts_as_child_executions(
     example: PipelineGraph, monkeypatch: pytest.MonkeyPatch
 ):
@@ -166,3 +188,17 @@ def test_exact_mode_split_hands_job_ids_from_part_to_part(
     result, jobs = execute(example, "exact")
     assert result["status"] == "SUCCEEDED", result
     assert node_dependencies(jobs) == {n: set(ps) for n, ps in example.parents.items()}
+
+
+@pytest.mark.parametrize("mode", asl.MODES)
+def test_parameters_batch_would_refuse_fail_the_execution_before_any_job(
+    example: PipelineGraph, mode: str
+):
+    room = params_length({"alpha": "x" * 50})
+    result, jobs = execute(example, mode, params={"alpha": "x" * 51}, params_room=room)
+    assert result["status"] == "FAILED"
+    assert result["error"] == asl.PARAMS_TOO_LARGE_ERROR
+    assert "8,192 characters of container overrides" in result["cause"]
+    assert jobs == []
+    result, jobs = execute(example, mode, params={"alpha": "x" * 50}, params_room=room)
+    assert result["status"] == "SUCCEEDED", result

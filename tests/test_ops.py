@@ -404,6 +404,9 @@ def test_progress_off_a_terminal_prints_one_line_per_change():
 # --- the commands against a moto server ----------------------------------------------
 
 
+GUARDED_ROOM = 200  # characters of parameter JSON the "guarded" machine lets through
+
+
 @dataclass
 class Deployed:
     endpoint: str
@@ -480,6 +483,16 @@ def deployed(example: PipelineGraph) -> Iterator[Deployed]:
                     tags=[{"key": "kedro-batch:pipeline", "value": "__default__"}],
                 )["stateMachineArn"]
             machines[use] = arns[""]
+        guarded = asl.build_definition(
+            example,
+            job_queue=queue,
+            job_definition=jobdef,
+            pipeline_name="__default__",
+            params_room=GUARDED_ROOM,
+        )
+        machines["guarded"] = sfn.create_state_machine(
+            name="kedro-batch-dev-guarded", definition=json.dumps(guarded), roleArn=role
+        )["stateMachineArn"]
         wait = {"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 60, "End": True}}}
         waiting = sfn.create_state_machine(name="waits", definition=json.dumps(wait), roleArn=role)[
             "stateMachineArn"
@@ -563,6 +576,18 @@ def test_run_follow_starts_the_execution_and_exits_0_when_it_succeeds(
     assert f"{len(example.nodes)} nodes: {len(example.nodes)} succeeded" in err
     for node in example.node_names:
         assert f"{node}: succeeded" in err  # one line per change off a terminal
+
+
+def test_run_refuses_parameters_batch_would_fail_before_starting_anything(
+    deployed: Deployed, capsys: pytest.CaptureFixture[str]
+):
+    arn = deployed.machines["guarded"]
+    code = deployed.cli("run", "--state-machine-arn", arn, "--params", f"note={'x' * 300}")
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert "over the 200 that every Batch job of" in err and "Traceback" not in err
+    assert deployed.sfn.list_executions(stateMachineArn=arn)["executions"] == []
+    assert deployed.cli("run", "--state-machine-arn", arn, "--params", "note=short") == 0
 
 
 def test_run_follow_exits_1_and_names_the_failed_node(

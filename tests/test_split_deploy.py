@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,31 @@ def test_the_role_may_start_and_watch_the_parts_and_nothing_more(resources):
     )
     findings = analyze_policy_string(json.dumps(document)).findings
     assert findings == []
+
+
+def iam_matches(pattern: str, arn: str) -> bool:
+    """IAM's resource matching: ``*`` any run of characters, ``?`` one, case-sensitive."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, arn) is not None
+
+
+def test_part_patterns_match_the_names_pulumi_gives_the_parts(resources):
+    # Pulumi auto-names keep underscores: "...-__default__-part-1-1a2b3c4".
+    (policy,) = [
+        r for r in resources
+        if r["type"] == "aws:iam/rolePolicy:RolePolicy" and r["name"].endswith("-sfn")
+    ]  # fmt: skip
+    by_sid = {s["Sid"]: s for s in json.loads(policy["inputs"]["policy"])["Statement"]}
+    machines = [r for r in resources if r["type"] == STATE_MACHINE]
+    parts = [m["arn"] for m in machines if "kedro-batch:part" in m["inputs"]["tags"]]
+    (parent,) = [m["arn"] for m in machines if "kedro-batch:part" not in m["inputs"]["tags"]]
+    assert parts and all(re.search(r"-__default__-part-\d+-[0-9a-f]{7}$", a) for a in parts), parts
+    for arn in parts:
+        assert any(iam_matches(p, arn) for p in by_sid["StartParts"]["Resource"]), arn
+        execution = arn.replace(":stateMachine:", ":execution:") + ":run-1"
+        assert any(iam_matches(p, execution) for p in by_sid["WatchParts"]["Resource"])
+    # ... and nothing else: not the pipeline's own machine.
+    assert not any(iam_matches(p, parent) for p in by_sid["StartParts"]["Resource"])
 
 
 def _states(definition: dict):

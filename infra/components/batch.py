@@ -17,17 +17,13 @@ from typing import Any
 
 import pulumi
 import pulumi_aws as aws
-from kedro_batch_runtime.settings import ENV_BUCKET, ENV_INTERMEDIATES
 
 from infra import iam
 from infra.asl import TASK_COMMAND
 from infra.components.roles import service_role
 from infra.components.secrets import JobSecrets
 from infra.config import Settings
-from infra.kedro_project import QUIET_KEDRO_ENV
-from infra.resources import JobClass, ResourcePlan, Resources
-
-ENV_KEDRO = "KEDRO_ENV"  # Kedro's own: the configuration environment to run with
+from infra.resources import JobClass, ResourcePlan, Resources, job_environment
 
 # The job definition's own command: harmless, since every Task state overrides it.
 DEFAULT_COMMAND = [*TASK_COMMAND, "--help"]
@@ -94,6 +90,12 @@ class BatchCompute(pulumi.ComponentResource):
 
         uses_ec2 = resources.needs_gpu or resources.platform == "EC2"
         self._instance_profile = self._instance_profile_for(partition) if uses_ec2 else None
+        spot = settings.compute_type == "SPOT" or (
+            resources.needs_gpu and settings.compute_type in SPOT_TYPES
+        )
+        self._linked_roles = (
+            self._service_linked_roles(spot=spot) if settings.service_linked_roles else []
+        )
 
         cpu_type = settings.compute_type
         self.queue_arn = self._queue(name, cpu_type, gpu=False)
@@ -133,19 +135,15 @@ class BatchCompute(pulumi.ComponentResource):
                 )
             ),
         )
-        environment = {
-            ENV_BUCKET: bucket,
-            ENV_INTERMEDIATES: settings.intermediates,
-            **QUIET_KEDRO_ENV,
-            **({ENV_KEDRO: settings.kedro_env} if settings.kedro_env else {}),
-        }
         container = pulumi.Output.all(
             image=image_ref,
             job_role=job_role.arn,
             execution_role=execution_role.arn,
             log_group=log_group.name,
             region=region,
-            environment=pulumi.Output.all(**environment),
+            environment=pulumi.Output.from_input(bucket).apply(
+                lambda name: job_environment(settings, name)
+            ),
             secrets=secrets.value_from if secrets else {},
         )
         self.job_definitions = {}
@@ -154,7 +152,7 @@ class BatchCompute(pulumi.ComponentResource):
             fargate = not job_class.gpu and resources.platform == "FARGATE"
             base = resources.base(job_class)
             self.job_definitions[job_class] = aws.batch.JobDefinition(
-                f"{name}-job{suffix}",
+                f"{name}-{_platform(fargate)}-job{suffix}",
                 type="container",
                 platform_capabilities=["FARGATE" if fargate else "EC2"],
                 container_properties=container.apply(
@@ -179,7 +177,9 @@ class BatchCompute(pulumi.ComponentResource):
                 # Keep earlier revisions ACTIVE: executions started before an
                 # update still submit jobs with the revision they were given.
                 deregister_on_new_revision=False,
-                opts=self._child,
+                opts=pulumi.ResourceOptions.merge(
+                    self._child, _named_before_platforms(f"{name}-job{suffix}")
+                ),
             )
         self.register_outputs(
             {
@@ -209,7 +209,7 @@ class BatchCompute(pulumi.ComponentResource):
             for kind in types
         ]
         queue = aws.batch.JobQueue(
-            f"{prefix}-queue",
+            f"{prefix}-{_platform(compute_type.startswith('FARGATE'))}-queue",
             state="ENABLED",
             priority=1,
             compute_environment_orders=[
@@ -218,7 +218,9 @@ class BatchCompute(pulumi.ComponentResource):
                 )
                 for i, ce in enumerate(environments)
             ],
-            opts=self._child,
+            opts=pulumi.ResourceOptions.merge(
+                self._child, _named_before_platforms(f"{prefix}-queue")
+            ),
         )
         return queue.arn
 
@@ -259,10 +261,32 @@ class BatchCompute(pulumi.ComponentResource):
             compute_resources=aws.batch.ComputeEnvironmentComputeResourcesArgs(**compute),
             opts=pulumi.ResourceOptions.merge(
                 self._child,
-                # Batch scales desired vCPUs itself; do not fight it.
-                pulumi.ResourceOptions(ignore_changes=["computeResources.desiredVcpus"]),
+                pulumi.ResourceOptions(
+                    # Batch scales desired vCPUs itself; do not fight it.
+                    ignore_changes=["computeResources.desiredVcpus"],
+                    depends_on=self._linked_roles,
+                ),
             ),
         )
+
+    def _service_linked_roles(self, *, spot: bool) -> list[pulumi.Resource]:
+        """The account-wide roles Batch, ECS and EC2 Spot act through, for a
+        brand-new account (``serviceLinkedRoles``): created before the compute
+        environments, never deleted by this stack (other workloads use them),
+        and refused by IAM where they exist already."""
+        services = ["batch.amazonaws.com", "ecs.amazonaws.com"]
+        if spot:
+            services.append("spot.amazonaws.com")
+        return [
+            aws.iam.ServiceLinkedRole(
+                f"{self._name}-{service.split('.')[0]}-linked-role",
+                aws_service_name=service,
+                opts=pulumi.ResourceOptions.merge(
+                    self._child, pulumi.ResourceOptions(retain_on_delete=True)
+                ),
+            )
+            for service in services
+        ]
 
     def _instance_profile_for(self, partition: pulumi.Output[str]) -> aws.iam.InstanceProfile:
         """For the ECS agent on Batch-managed EC2 instances (AWS's managed policy)."""
@@ -361,6 +385,24 @@ def _container_json(
         )
 
     return render
+
+
+def _platform(fargate: bool) -> str:
+    """The platform in the logical names of queues and job definitions.
+
+    A queue's platform (Fargate or EC2) is fixed when it is created, and a job
+    definition's platform capabilities force a new one. With the platform in
+    their names, switching ``computeType`` between Fargate and EC2 creates the
+    new queue, compute environments and job definitions first, repoints the
+    state machines, then deletes the old ones; ``pulumi preview`` lists each
+    as a create and a delete.
+    """
+    return "fargate" if fargate else "ec2"
+
+
+def _named_before_platforms(old: str) -> pulumi.ResourceOptions:
+    """Stacks deployed before the platform joined the name keep their resources."""
+    return pulumi.ResourceOptions(aliases=[pulumi.Alias(name=old)])
 
 
 def _class_suffix(job_class: JobClass, default: JobClass) -> str:

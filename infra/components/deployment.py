@@ -48,7 +48,7 @@ class KedroBatchDeployment(pulumi.ComponentResource):
     ) -> None:
         settings = plan.settings
         resources = plan_resources(settings, plan.pipelines)
-        build = build_inputs(plan.project.path)
+        build = build_inputs(plan.project.path, build_on_preview=settings.build_on_preview)
         super().__init__("kedro-batch:index:KedroBatchDeployment", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
@@ -63,13 +63,13 @@ class KedroBatchDeployment(pulumi.ComponentResource):
             name,
             build,
             keep_images=settings.keep_images,
-            build_on_preview=settings.build_on_preview,
             opts=child,
         )
         network = Network(
             name,
             subnet_ids=settings.subnet_ids,
             security_group_ids=settings.security_group_ids,
+            zone_ids=settings.availability_zone_ids,
             opts=child,
         )
         compute = BatchCompute(

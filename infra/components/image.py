@@ -9,19 +9,21 @@ previous build untagged, and the untagged-image rule below would then delete
 an image that older job-definition revisions (and redrives of executions
 started before the change) still reference by digest.
 
-Job definitions never use the tag: they use ``ref`` (``repo@sha256:...``), so
-every change to the image is a new job-definition revision.
+Job definitions never use the tag: they use the pushed digest
+(``repo@sha256:...``, the form Batch and ECS document; pulumi-docker-build's
+own ``ref`` is ``repo:tag@sha256:...``), so every change to the image is a new
+job-definition revision and a tag can never point a job at other content.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import re
 import stat
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from pathlib import Path
 
 import pulumi
@@ -29,19 +31,47 @@ import pulumi_aws as aws
 import pulumi_docker_build as docker_build
 
 from infra.config import REPO_ROOT
+from infra.dockerignore import IgnoreRules, context_files, read_patterns
 from infra.errors import UserError
-from infra.task_env import REQUIREMENTS, RUNTIME_DIR  # local-run's environment reads the same
+from infra.task_env import REQUIREMENTS  # local-run's environment reads the same
 
 INFRA_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DOCKERFILE = INFRA_DIR / "Dockerfile"
 DEFAULT_IGNORE = INFRA_DIR / ".dockerignore"
+RUNTIME = "runtime"  # the runtime package, relative to the checkout
+RUNTIME_CONTEXT = "runtime"  # its named build context (see infra/Dockerfile)
 # BuildKit applies ``<Dockerfile>.dockerignore`` next to the Dockerfile; the
-# default pair is staged here so it applies to any project directory.
-STAGING_DIR = REPO_ROOT / "build" / ".image"
+# default pair is staged here (relative to the checkout) so it applies to any
+# project directory.
+STAGING = "build/.image"
 
 PLATFORM = docker_build.Platform.LINUX_AMD64
 TAG_PREFIX = "build-"
 CACHE_TAG = "buildcache"
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """What the image resource receives, besides the repository it pushes to.
+
+    pulumi-docker-build rebuilds and pushes when any of these changes (its
+    ``Diff``), and when its hash of the build context does; the tag is made
+    from all of them, so a rebuild never pushes under a tag that exists.
+    The registry (address and user name) is left out: it is the
+    repository's, and a new repository holds no tags yet.
+    """
+
+    context: str  # paths relative to the repository, as the resource gets them
+    named_contexts: tuple[tuple[str, str], ...]
+    dockerfile: str
+    build_args: tuple[tuple[str, str], ...]
+    platforms: tuple[str, ...]
+    build_on_preview: bool
+    push: bool = True
+    cache_tag: str = CACHE_TAG
+    cache_mode: str = "max"  # the dependency layers too
+    cache_image_manifest: bool = True  # ECR rejects BuildKit's own cache manifest type
+    cache_oci_media_types: bool = True
 
 
 @dataclass(frozen=True)
@@ -50,12 +80,20 @@ class BuildInputs:
 
     context: Path
     dockerfile: Path
+    ignore_file: Path | None  # the .dockerignore BuildKit applies, if any
     requirements: str  # relative to the context
-    tag: str  # content-addressed, e.g. build-0123456789abcdef
+    settings: BuildSettings
+    tag: str  # build-<16 hex>: a function of the settings and the files sent
 
 
-def build_inputs(project_dir: Path) -> BuildInputs:
-    """The project's own Dockerfile if it has one, else the default; ``UserError`` if unusable."""
+def build_inputs(
+    project_dir: Path, *, build_on_preview: bool = False, root: Path = REPO_ROOT
+) -> BuildInputs:
+    """The project's own Dockerfile if it has one, else the default; ``UserError`` if unusable.
+
+    ``root`` is the kedro-batch checkout (its ``runtime/`` is the named context
+    ``runtime``); resource paths are relative to it, as Pulumi runs there.
+    """
     own = project_dir / "Dockerfile"
     requirements = next((r for r in REQUIREMENTS if (project_dir / r).is_file()), None)
     if not own.is_file() and requirements is None:
@@ -64,31 +102,80 @@ def build_inputs(project_dir: Path) -> BuildInputs:
             "image installs the project's dependencies from one of them (or add a Dockerfile "
             "to the project that installs them and the kedro-batch runtime)"
         )
+    dockerfile = own if own.is_file() else _stage_default(root / STAGING)
+    ignore = ignore_file(dockerfile, project_dir)
     if own.is_file():
-        dockerfile = own
-        ignore = next(
-            (
-                p
-                for p in (project_dir / "Dockerfile.dockerignore", project_dir / ".dockerignore")
-                if p.is_file()
-            ),
-            None,
-        )
-    else:
-        dockerfile = _stage_default()
-        ignore = DEFAULT_IGNORE
-    patterns = _ignore_patterns(ignore.read_text(encoding="utf-8")) if ignore else []
-    digest = hashlib.sha256()
-    digest.update(dockerfile.read_bytes())
-    digest.update(f"{PLATFORM.value}\0{requirements}\0".encode())
-    _hash_tree(digest, project_dir, patterns)
-    _hash_tree(digest, RUNTIME_DIR, [])
+        check_own_dockerfile(own, ignore)
+    runtime = root / RUNTIME
+    settings = BuildSettings(
+        context=_relative(project_dir, root),
+        named_contexts=((RUNTIME_CONTEXT, _relative(runtime, root)),),
+        dockerfile=_relative(dockerfile, root),
+        build_args=(("REQUIREMENTS", requirements or REQUIREMENTS[0]),),
+        platforms=(PLATFORM.value,),
+        build_on_preview=build_on_preview,
+    )
     return BuildInputs(
         context=project_dir,
         dockerfile=dockerfile,
+        ignore_file=ignore,
         requirements=requirements or REQUIREMENTS[0],
-        tag=f"{TAG_PREFIX}{digest.hexdigest()[:16]}",
+        settings=settings,
+        tag=_tag(settings, dockerfile, ignore, project_dir, runtime),
     )
+
+
+# What a project's own Dockerfile must do, and what its image needs from the project.
+INSTALLS_RUNTIME = re.compile(r"from=runtime\b|kedro[-_]batch[-_]runtime")
+NEEDED = ("pyproject.toml", "src", "conf/base")
+RUNTIME_INSTALL = (
+    "RUN --mount=type=bind,from=runtime,target=/tmp/runtime,rw pip install /tmp/runtime"
+)
+
+
+def check_own_dockerfile(dockerfile: Path, ignore: Path | None) -> None:
+    """What can be checked without Docker: the image gets the kedro-batch
+    runtime (every job runs ``kedro-batch-task``), and the ignore file keeps
+    the parts of the project Kedro needs at run time."""
+    if not INSTALLS_RUNTIME.search(dockerfile.read_text(encoding="utf-8")):
+        raise UserError(
+            f"{dockerfile} does not install the kedro-batch runtime, which provides every "
+            f"job's command (kedro-batch-task); add `{RUNTIME_INSTALL}` (the named build "
+            "context `runtime` is kedro-batch's runtime/), or delete the Dockerfile to use "
+            "the default image"
+        )
+    if ignore is None:
+        return
+    rules = IgnoreRules(read_patterns(ignore.read_text(encoding="utf-8")))
+    for needed in NEEDED:
+        if rules.excluded(needed):
+            raise UserError(
+                f"{ignore} excludes {needed}, which the image needs to run the project's "
+                f"nodes; remove the pattern that matches {needed} (or re-include it with "
+                f"!{needed})"
+            )
+
+
+def describe(build: BuildInputs) -> str:
+    """One line for ``synth``: the Dockerfile and ignore file the image is built with."""
+    if build.dockerfile.parent.name == Path(STAGING).name:
+        return f"image: infra/Dockerfile (the default) with infra/.dockerignore, tag {build.tag}"
+    ignore = _relative(build.ignore_file, REPO_ROOT) if build.ignore_file else "no ignore file"
+    own = _relative(build.dockerfile, REPO_ROOT)
+    return f"image: {own} (the project's own) with {ignore}, tag {build.tag}"
+
+
+def ignore_file(dockerfile: Path, context: Path) -> Path | None:
+    """The ignore file BuildKit (and pulumi-docker-build's hash) applies to every
+    context of this build: ``<Dockerfile>.dockerignore``, else the context's
+    ``.dockerignore``."""
+    for candidate in (
+        dockerfile.with_name(dockerfile.name + ".dockerignore"),
+        context / ".dockerignore",
+    ):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def lifecycle_policy(keep_images: int) -> dict[str, object]:
@@ -137,7 +224,6 @@ class ProjectImage(pulumi.ComponentResource):
         build: BuildInputs,
         *,
         keep_images: int,
-        build_on_preview: bool,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("kedro-batch:index:ProjectImage", name, None, opts)
@@ -167,18 +253,22 @@ class ProjectImage(pulumi.ComponentResource):
         token = aws.ecr.get_authorization_token_output(
             registry_id=repository.registry_id, opts=pulumi.InvokeOutputOptions(parent=self)
         )
-        cache = repository.repository_url.apply(lambda url: f"{url}:{CACHE_TAG}")
+        settings = build.settings
+        cache = repository.repository_url.apply(lambda url: f"{url}:{settings.cache_tag}")
         image = docker_build.Image(
             f"{name}-image",
             context=docker_build.BuildContextArgs(
-                location=_relative(build.context),
-                named={"runtime": docker_build.ContextArgs(location=_relative(RUNTIME_DIR))},
+                location=settings.context,
+                named={
+                    key: docker_build.ContextArgs(location=location)
+                    for key, location in settings.named_contexts
+                },
             ),
-            dockerfile=docker_build.DockerfileArgs(location=_relative(build.dockerfile)),
-            build_args={"REQUIREMENTS": build.requirements},
-            platforms=[PLATFORM],
+            dockerfile=docker_build.DockerfileArgs(location=settings.dockerfile),
+            build_args=dict(settings.build_args),
+            platforms=[docker_build.Platform(p) for p in settings.platforms],
             tags=[repository.repository_url.apply(lambda url: f"{url}:{build.tag}")],
-            push=True,
+            push=settings.push,
             registries=[
                 docker_build.RegistryArgs(
                     address=repository.repository_url,
@@ -193,18 +283,20 @@ class ProjectImage(pulumi.ComponentResource):
                 docker_build.CacheToArgs(
                     registry=docker_build.CacheToRegistryArgs(
                         ref=cache,
-                        image_manifest=True,  # ECR rejects BuildKit's own cache manifest type
-                        oci_media_types=True,
-                        mode=docker_build.CacheMode.MAX,  # cache the dependency layers too
+                        image_manifest=settings.cache_image_manifest,
+                        oci_media_types=settings.cache_oci_media_types,
+                        mode=docker_build.CacheMode(settings.cache_mode),
                     )
                 )
             ],
-            build_on_preview=build_on_preview,
+            build_on_preview=settings.build_on_preview,
             opts=child,
         )
         self.repository_url = repository.repository_url
         self.repository_arn = repository.arn
-        self.ref = image.ref
+        self.ref = pulumi.Output.all(repository.repository_url, image.digest).apply(
+            lambda a: f"{a[0]}@{a[1]}"
+        )
         self.register_outputs(
             {
                 "repository_url": self.repository_url,
@@ -217,75 +309,48 @@ class ProjectImage(pulumi.ComponentResource):
 # --- build inputs ------------------------------------------------------------------
 
 
-def _stage_default() -> Path:
+def _stage_default(staging: Path) -> Path:
     """Stage the default Dockerfile with its ignore file beside it (rewritten only on change)."""
-    STAGING_DIR.mkdir(parents=True, exist_ok=True)
+    staging.mkdir(parents=True, exist_ok=True)
     for source, target in (
-        (DEFAULT_DOCKERFILE, STAGING_DIR / "Dockerfile"),
-        (DEFAULT_IGNORE, STAGING_DIR / "Dockerfile.dockerignore"),
+        (DEFAULT_DOCKERFILE, staging / "Dockerfile"),
+        (DEFAULT_IGNORE, staging / "Dockerfile.dockerignore"),
     ):
         content = source.read_bytes()
         if not target.is_file() or target.read_bytes() != content:
             target.write_bytes(content)
-    return STAGING_DIR / "Dockerfile"
+    return staging / "Dockerfile"
 
 
-def _relative(path: Path) -> str:
-    """Paths in resource inputs relative to the repo (the program's working directory).
+def _relative(path: Path, root: Path) -> str:
+    """Paths in resource inputs relative to the checkout (the program's working directory).
 
     Absolute paths would differ between a laptop and CI and show up as a diff
     in every preview.
     """
     try:
-        return path.resolve().relative_to(REPO_ROOT).as_posix()
+        return path.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
         return str(path.resolve())
 
 
-def _ignore_patterns(text: str) -> list[list[str]]:
-    """``.dockerignore`` patterns as path segments.
-
-    With an exception (``!pattern``) nothing is excluded from the hash: the
-    tag must change whenever the image may, and hashing more than Docker
-    sends only costs an occasional needless rebuild.
-    """
-    lines = [line.strip() for line in text.splitlines()]
-    patterns = [line for line in lines if line and not line.startswith("#")]
-    if any(p.startswith("!") for p in patterns):
-        return []
-    return [[s for s in os.path.normpath(p).lstrip("/").split("/") if s] for p in patterns]
-
-
-def _hash_tree(digest: hashlib._Hash, root: Path, patterns: Sequence[Sequence[str]]) -> None:
-    for relative in _files(root, patterns):
-        path = root / relative
-        info = path.lstat()
-        link = stat.S_ISLNK(info.st_mode)
-        content = os.readlink(path).encode() if link else path.read_bytes()
-        executable = bool(info.st_mode & stat.S_IXUSR)
-        digest.update(f"{root.name}/{relative}\0{executable}\0{len(content)}\0".encode())
-        digest.update(content)
-
-
-def _files(root: Path, patterns: Sequence[Sequence[str]]) -> Iterator[str]:
-    """Files under ``root`` that Docker would send, in a stable order."""
-    for directory, dirs, files in os.walk(root):
-        base = Path(directory).relative_to(root).parts
-        dirs[:] = sorted(d for d in dirs if not _ignored([*base, d], patterns))
-        for name in sorted(files):
-            if not _ignored([*base, name], patterns):
-                yield "/".join([*base, name])
-
-
-def _ignored(parts: Sequence[str], patterns: Sequence[Sequence[str]]) -> bool:
-    return any(_match(pattern, parts) for pattern in patterns)
-
-
-def _match(pattern: Sequence[str], parts: Sequence[str]) -> bool:
-    """Docker's matching, segment by segment: ``*`` stays within one, ``**`` spans any."""
-    if not pattern:
-        return not parts
-    head, rest = pattern[0], pattern[1:]
-    if head == "**":
-        return any(_match(rest, parts[i:]) for i in range(len(parts) + 1))
-    return bool(parts) and fnmatchcase(parts[0], head) and _match(rest, parts[1:])
+def _tag(settings: BuildSettings, dockerfile: Path, ignore: Path | None, *contexts: Path) -> str:
+    """``build-`` and 16 hex digits of a hash over everything that makes
+    pulumi-docker-build rebuild: the settings, the Dockerfile's content, and
+    every file each context sends with its path, full mode and content (its
+    context hash covers the same; the one ignore file applies to every context,
+    as there). Timestamps, bytecode and whatever the ignore file leaves out
+    never count."""
+    rules = IgnoreRules(read_patterns(ignore.read_text(encoding="utf-8")) if ignore else [])
+    digest = hashlib.sha256(json.dumps(dataclasses.asdict(settings), sort_keys=True).encode())
+    digest.update(hashlib.sha256(dockerfile.read_bytes()).digest())
+    for index, context in enumerate(contexts):
+        for relative in context_files(context, rules):
+            path = context / relative
+            info = path.lstat()
+            digest.update(f"{index}\0{relative}\0{stat.filemode(info.st_mode)}\0".encode())
+            if stat.S_ISLNK(info.st_mode):
+                digest.update(os.readlink(path).encode() + b"\0")
+            if path.is_file():  # a symlink is followed, as the hash of the provider does
+                digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return f"{TAG_PREFIX}{digest.hexdigest()[:16]}"

@@ -2,7 +2,8 @@
 
 With ``subnetIds`` configured the jobs run there (with ``securityGroupIds``,
 or an egress-only group created in those subnets' VPC). Otherwise a minimal
-VPC is created: two public subnets in different availability zones, an
+VPC is created: two public subnets in different availability zones (where
+Fargate runs, chosen by zone ID: :mod:`infra.zones`), an
 internet gateway, and an S3 gateway endpoint so data traffic stays on the AWS
 network at no charge. There is no NAT gateway (about $32/month plus traffic,
 for a workload that is idle most of the time): Fargate jobs get a public IP
@@ -15,6 +16,8 @@ from collections.abc import Sequence
 
 import pulumi
 import pulumi_aws as aws
+
+from infra.zones import choose_zones
 
 VPC_CIDR = "10.42.0.0/16"
 SUBNET_CIDRS = ("10.42.0.0/20", "10.42.16.0/20")
@@ -33,6 +36,7 @@ class Network(pulumi.ComponentResource):
         *,
         subnet_ids: Sequence[str] = (),
         security_group_ids: Sequence[str] = (),
+        zone_ids: Sequence[str] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("kedro-batch:index:Network", name, None, opts)
@@ -50,14 +54,19 @@ class Network(pulumi.ComponentResource):
                 )
         else:
             self.public_subnets = True
-            self.subnet_ids, self.security_group_ids = self._minimal_vpc(name, child, invoke)
+            self.subnet_ids, self.security_group_ids = self._minimal_vpc(
+                name, child, invoke, zone_ids
+            )
         self.register_outputs(
             {"subnet_ids": self.subnet_ids, "security_group_ids": self.security_group_ids}
         )
 
     @staticmethod
     def _minimal_vpc(
-        name: str, child: pulumi.ResourceOptions, invoke: pulumi.InvokeOutputOptions
+        name: str,
+        child: pulumi.ResourceOptions,
+        invoke: pulumi.InvokeOutputOptions,
+        zone_ids: Sequence[str],
     ) -> tuple[pulumi.Output[list[str]], pulumi.Output[list[str]]]:
         vpc = aws.ec2.Vpc(
             f"{name}-vpc",
@@ -75,14 +84,18 @@ class Network(pulumi.ComponentResource):
             routes=[aws.ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=gateway.id)],
             opts=child,
         )
-        zones = aws.get_availability_zones_output(state="available", opts=invoke).names
+        region = aws.get_region_output(opts=invoke).region
+        available = aws.get_availability_zones_output(state="available", opts=invoke)
+        zones = pulumi.Output.all(region, available.names, available.zone_ids).apply(
+            lambda a: choose_zones(a[0], a[1], a[2], zone_ids)
+        )
         subnets = []
         for i, cidr in enumerate(SUBNET_CIDRS):
             subnet = aws.ec2.Subnet(
                 f"{name}-public-{i}",
                 vpc_id=vpc.id,
                 cidr_block=cidr,
-                availability_zone=zones[i],
+                availability_zone_id=zones[i],
                 map_public_ip_on_launch=True,
                 tags={"Name": f"{name}-public-{i}"},
                 opts=child,
@@ -94,7 +107,6 @@ class Network(pulumi.ComponentResource):
                 opts=child,
             )
             subnets.append(subnet)
-        region = aws.get_region_output(opts=invoke).region
         aws.ec2.VpcEndpoint(
             f"{name}-s3",
             vpc_id=vpc.id,

@@ -3,6 +3,12 @@
 pulumi-aws v7 style: the bucket plus one resource per concern (versioning,
 encryption, public-access block, ownership, TLS-only policy, lifecycle).
 
+S3 refuses concurrent changes to one bucket's configuration (``409
+OperationAborted: A conflicting conditional operation is currently in
+progress``), so the per-concern resources are created one after another, in
+a fixed chain, rather than all at once as their shared ``bucket`` input
+alone would let Pulumi do.
+
 Data outlives the stack by default: ``pulumi destroy`` leaves the bucket *and
 its settings* in place (``retain_on_delete`` on every resource here; deleting
 only the settings would leave a retained bucket without its public-access
@@ -45,7 +51,10 @@ class DataBucket(pulumi.ComponentResource):
         keep = pulumi.ResourceOptions(parent=self, retain_on_delete=not force_destroy)
         bucket = aws.s3.Bucket(f"{name}-data", force_destroy=force_destroy, opts=keep)
 
-        aws.s3.BucketOwnershipControls(
+        def after(previous: pulumi.Resource) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=[previous]))
+
+        ownership = aws.s3.BucketOwnershipControls(
             f"{name}-ownership",
             bucket=bucket.id,
             rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
@@ -58,20 +67,27 @@ class DataBucket(pulumi.ComponentResource):
             block_public_policy=True,
             ignore_public_acls=True,
             restrict_public_buckets=True,
-            opts=keep,
+            opts=after(ownership),
         )
-        aws.s3.BucketVersioning(
+        # After the public-access block: S3 rejects policy writes while it is being set.
+        policy = aws.s3.BucketPolicy(
+            f"{name}-tls-only",
+            bucket=bucket.id,
+            policy=bucket.arn.apply(lambda arn: json.dumps(iam.deny_insecure_transport(arn))),
+            opts=after(public_access),
+        )
+        versioning = aws.s3.BucketVersioning(
             f"{name}-versioning",
             bucket=bucket.id,
             versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(
                 status="Enabled"
             ),
-            opts=keep,
+            opts=after(policy),
         )
         by_default = _SseByDefault(
             sse_algorithm="aws:kms" if kms_key_arn else "AES256", kms_master_key_id=kms_key_arn
         )
-        aws.s3.BucketServerSideEncryptionConfiguration(
+        encryption = aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-encryption",
             bucket=bucket.id,
             rules=[
@@ -82,16 +98,7 @@ class DataBucket(pulumi.ComponentResource):
                     bucket_key_enabled=True if kms_key_arn else None,
                 )
             ],
-            opts=keep,
-        )
-        aws.s3.BucketPolicy(
-            f"{name}-tls-only",
-            bucket=bucket.id,
-            policy=bucket.arn.apply(lambda arn: json.dumps(iam.deny_insecure_transport(arn))),
-            # S3 rejects policy writes while the public-access block is being set.
-            opts=pulumi.ResourceOptions.merge(
-                keep, pulumi.ResourceOptions(depends_on=[public_access])
-            ),
+            opts=after(versioning),
         )
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle",
@@ -112,7 +119,7 @@ class DataBucket(pulumi.ComponentResource):
                     ),
                 )
             ],
-            opts=keep,
+            opts=after(encryption),
         )
         self.bucket = bucket.bucket
         self.arn = bucket.arn
