@@ -33,7 +33,8 @@ from kedro_batch_runtime.boundaries import Storage
 from kedro_batch_runtime.layout import (
     RUNS_PREFIX,
     DataLayout,
-    project_relative,
+    bucket_path,
+    disk_path,
     run_version,
     versioned_path,
 )
@@ -115,16 +116,19 @@ def _s3_client(endpoint: str) -> Any:
 
 
 def _upload_inputs(s3: Any, bucket: str, project: Path, graph: PipelineGraph) -> list[str]:
-    """Put the pipeline's local raw inputs where the tasks will read them."""
-    layout = DataLayout(bucket=bucket, run_id="")
+    """Put the pipeline's local raw inputs where the tasks will read them.
+
+    Relative paths are read in the project, absolute ones where they are on
+    this machine; both go to their place in the bucket, as a user uploads them.
+    """
     uploaded: list[str] = []
     for dataset in boundary_datasets(graph, one_task_per_node(graph)):
         if dataset.role is not Role.FREE_INPUT or dataset.storage is not Storage.LOCAL:
             continue
-        relative = project_relative(dataset.filepath or "")
-        if relative is None:
-            continue  # an absolute path: read in place, as the runtime does
-        local = project / relative
+        place = bucket_path(dataset.filepath or "")
+        if place is None:
+            continue  # out of the project: the plan refused it at a boundary
+        local = project / disk_path(dataset.filepath or "")  # an absolute path stays itself
         if not local.exists():
             raise UserError(
                 f"raw input {dataset.name!r} is missing: {local} does not exist; create it "
@@ -133,9 +137,8 @@ def _upload_inputs(s3: Any, bucket: str, project: Path, graph: PipelineGraph) ->
         # A versioned input is a folder of versions: it goes up as it is.
         files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
         for path in files:
-            key = layout.shared(path.relative_to(project).as_posix()).removeprefix(
-                f"s3://{bucket}/"
-            )
+            rest = path.relative_to(local).as_posix()
+            key = place if rest == "." else f"{place}/{rest}"
             s3.upload_file(str(path), bucket, key)
             uploaded.append(key)
     return uploaded
@@ -156,9 +159,9 @@ def _written(graph: PipelineGraph, bucket: str, run_id: str, started: str) -> di
         if name in crossing:
             found[name] = layout.memory(name)
         elif facts and facts.filepath and storage_of(graph, name) is Storage.LOCAL:
-            relative = project_relative(facts.filepath)
-            if relative is not None:
-                uri = layout.local(relative, produced=True, versioned=facts.versioned)
+            place = bucket_path(facts.filepath)
+            if place is not None:
+                uri = layout.local(place, produced=True, versioned=facts.versioned)
                 found[name] = versioned_path(uri, version) if facts.versioned else uri
     return found
 

@@ -4,9 +4,11 @@ Kedro builds a session's catalog from ``config_loader["catalog"]``, and a
 value set on that key explicitly is used instead of the files (a documented
 override). :func:`plan_catalog` computes that value: the project's catalog
 configuration plus an explicit entry for each dataset of the task that has
-to move (see :mod:`kedro_batch_runtime.layout` for where to). Everything
-else stays Kedro's: patterns, credentials, validators, the save version of
-unpinned datasets, and the catalog class the project configured.
+to move (see :mod:`kedro_batch_runtime.layout` for where to, and
+:mod:`kedro_batch_runtime.access` for the datasets that keep a local path in
+the task's scratch folder, staged through it). Everything else stays
+Kedro's: patterns, credentials, validators, the save version of unpinned
+datasets, and the catalog class the project configured.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from kedro.io import DataCatalog
 
+from kedro_batch_runtime.access import Access, decide, partition_type
 from kedro_batch_runtime.boundaries import (
     NodeLike,
     Storage,
@@ -26,8 +29,9 @@ from kedro_batch_runtime.boundaries import (
     producers,
     storage,
 )
-from kedro_batch_runtime.layout import project_relative, versioned_path
+from kedro_batch_runtime.layout import DataLayout, bucket_path, versioned_path
 from kedro_batch_runtime.settings import RunConfigError, RunSettings
+from kedro_batch_runtime.staging import Staged
 
 PICKLE_TYPE = "kedro_batch_runtime.datasets.PickleDataset"
 PATH_KEYS = ("filepath", "path")  # ``path``: PartitionedDataset and friends
@@ -46,9 +50,11 @@ class Move:
 class CatalogPlan:
     config: dict[str, Any]
     moves: tuple[Move, ...]
-    # Local paths outside the project (absolute, or climbing out of it):
-    # they stay on the disk of whatever machine runs the task.
+    # Relative paths climbing out of the project: they stay on the disk of
+    # whatever machine runs the task (the deployment refuses them at task
+    # boundaries, so they can only be private to the task).
     left_local: tuple[str, ...]
+    staged: tuple[Staged, ...] = ()
 
 
 def plan_catalog(
@@ -57,12 +63,15 @@ def plan_catalog(
     pipeline: Sequence[NodeLike],
     task: Collection[str],
     run: RunSettings,
+    *,
+    scratch: str,
 ) -> CatalogPlan:
     """Catalog configuration for the nodes named in ``task`` of ``pipeline``.
 
     ``conf`` is the project's catalog configuration as loaded (relative paths
     still relative). Only datasets that the task's nodes read or write are
-    looked at; the rest of the catalog is passed through untouched.
+    looked at; the rest of the catalog is passed through untouched. Staged
+    datasets get a path under ``scratch`` that mirrors their bucket key.
     """
     # A throwaway catalog answers "in the catalog?" and resolves patterns
     # exactly as the session's will; it creates no dataset.
@@ -72,6 +81,7 @@ def plan_catalog(
     entries: dict[str, Any] = {}
     moves: list[Move] = []
     left_local: list[str] = []
+    staged: list[Staged] = []
     for name in _datasets(n for n in pipeline if n.name in task):
         in_catalog = name in resolver
         config = resolver.config_resolver.resolve_pattern(name) if in_catalog else {}
@@ -89,21 +99,36 @@ def plan_catalog(
         produced = base_name(name) in written
         versioned = bool(config.get("versioned"))
         target = path
+        layout: DataLayout | None = None  # set when the dataset moves into the bucket
         if kind is Storage.LOCAL and run.intermediates != "error":
-            relative = project_relative(path)
-            if relative is None:
+            place = bucket_path(path)
+            if place is None:
                 left_local.append(name)
             else:
                 layout = run.layout(f"dataset {name!r} ({path})")
-                target = layout.local(relative, produced=produced, versioned=versioned)
+                target = layout.local(place, produced=produced, versioned=versioned)
         if produced and versioned:
             target = versioned_path(target, run.version)
             entries[name] = {**config, key: target, "versioned": False}
         elif target != path:
             entries[name] = {**config, key: target}
+        if layout and _access(name, config, run) is Access.STAGE:
+            local = f"{scratch.rstrip('/')}/{layout.key(target)}"
+            entries[name] = {**entries[name], key: local}
+            staged.append(Staged(name, local, target, latest_version=versioned and not produced))
         if target != path:
             moves.append(Move(name, path, target))
-    return CatalogPlan({**conf, **entries}, tuple(moves), tuple(left_local))
+    return CatalogPlan({**conf, **entries}, tuple(moves), tuple(left_local), tuple(staged))
+
+
+def _access(name: str, config: Mapping[str, Any], run: RunSettings) -> Access:
+    type_name = config.get("type")
+    return decide(
+        name,
+        type_name if isinstance(type_name, str) else None,
+        partition_type=partition_type(config),
+        overrides=run.access,
+    ).access
 
 
 def _datasets(nodes: Iterable[NodeLike]) -> list[str]:

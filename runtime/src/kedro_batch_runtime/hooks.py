@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any
 from kedro.config import MissingConfigException
 from kedro.framework.hooks import hook_impl
 
-from kedro_batch_runtime import records
+from kedro_batch_runtime import records, staging
 from kedro_batch_runtime.catalog import plan_catalog
 from kedro_batch_runtime.settings import RunSettings
 
@@ -34,21 +35,34 @@ class _Task:
 
 
 class KedroBatchHooks:
-    """Moves the task's data (``after_context_created``) and times its nodes
-    (a :mod:`~kedro_batch_runtime.records` line as each starts and ends)."""
+    """Moves the task's data (``after_context_created``), stages what cannot
+    use ``s3://`` itself through a scratch folder (download before the first
+    load, upload after each save), and times its nodes (a
+    :mod:`~kedro_batch_runtime.records` line as each starts and ends)."""
 
     def __init__(self) -> None:
         self._task: _Task | None = None
         self._started: dict[str, float] = {}  # running nodes -> monotonic start
         self._saved: dict[str, set[str]] = {}
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        self._staged: dict[str, staging.Staged] = {}
+        self._fresh: set[str] = set()  # scratch paths that hold this run's data
 
     def activate(self, run: RunSettings, nodes: Sequence[str]) -> None:
+        self.deactivate()
         self._task = _Task(run, tuple(nodes))
-        self._started.clear()
-        self._saved.clear()
+        # On the container's disk (Fargate: its ephemeral storage; TMPDIR moves it).
+        self._scratch = tempfile.TemporaryDirectory(prefix="kedro-batch-scratch-")
 
     def deactivate(self) -> None:
         self._task = None
+        self._started.clear()
+        self._saved.clear()
+        self._staged.clear()
+        self._fresh.clear()
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
@@ -67,10 +81,14 @@ class KedroBatchHooks:
             pipelines[run.pipeline].nodes,
             self._task.nodes,
             run,
+            scratch=self._scratch.name if self._scratch else tempfile.gettempdir(),
         )
         loader["catalog"] = plan.config
+        self._staged = {s.dataset: s for s in plan.staged}
         for move in plan.moves:
-            logger.info("dataset %s: %s -> %s", move.dataset, move.source, move.target)
+            staged = self._staged.get(move.dataset)
+            via = f" (staged through {staged.local})" if staged else ""
+            logger.info("dataset %s: %s -> %s%s", move.dataset, move.source, move.target, via)
         for name in plan.left_local:
             logger.warning(
                 "dataset %s: local path outside the project, left on this machine's disk", name
@@ -81,8 +99,16 @@ class KedroBatchHooks:
     # must still be pinned on the node.
 
     @hook_impl
-    def before_dataset_loaded(self, node: Any) -> None:
+    def before_dataset_loaded(self, dataset_name: str, node: Any) -> None:
         self._start(node)
+        staged = self._staged.get(dataset_name)
+        if staged is not None and staged.local not in self._fresh:
+            copied = staging.download(staged)
+            self._fresh.add(staged.local)
+            logger.info(
+                "dataset %s: downloaded %d file(s), %d bytes, from %s",
+                dataset_name, copied.files, copied.bytes, copied.source,
+            )  # fmt: skip
 
     @hook_impl
     def before_node_run(self, node: Any) -> None:
@@ -95,6 +121,14 @@ class KedroBatchHooks:
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, node: Any) -> None:
+        staged = self._staged.get(dataset_name)
+        if staged is not None:
+            copied = staging.upload(staged)
+            self._fresh.add(staged.local)
+            logger.info(
+                "dataset %s: uploaded %d file(s), %d bytes, to %s",
+                dataset_name, copied.files, copied.bytes, staged.remote,
+            )  # fmt: skip
         if self._task is not None and node.name in self._started:
             saved = self._saved.setdefault(node.name, set())
             saved.add(dataset_name)
