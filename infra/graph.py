@@ -33,6 +33,7 @@ class DatasetInfo:
     filepath: str | None = None
     protocol: str | None = None
     versioned: bool = False
+    partition_type: str | None = None  # the ``dataset`` type of a folder dataset's partitions
 
     @property
     def is_memory(self) -> bool:
@@ -118,6 +119,7 @@ class PipelineGraph:
                     "filepath": d.filepath,
                     "protocol": d.protocol,
                     "versioned": d.versioned,
+                    "partition_type": d.partition_type,
                 }
                 for name, d in self.datasets.items()
             },

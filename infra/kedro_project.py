@@ -21,6 +21,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
+from kedro_batch_runtime.access import partition_type
+
 from infra.errors import UserError
 from infra.graph import DatasetInfo, NodeInfo, PipelineGraph, is_parameter
 
@@ -129,6 +131,7 @@ def _dataset_facts(catalog: Any, names: Sequence[str], project: Path) -> dict[st
             filepath=filepath if isinstance(filepath, str) else None,
             protocol=protocol,
             versioned=bool(config.get("versioned", False)),
+            partition_type=partition_type(config),
         )
     return facts
 

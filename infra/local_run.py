@@ -36,12 +36,11 @@ from kedro_batch_runtime.layout import (
     bucket_path,
     disk_path,
     run_version,
-    versioned_path,
 )
 from rich.console import Console
 
 from infra import progress
-from infra.datasets import Role, boundary_datasets, storage_of
+from infra.datasets import Role, boundary_datasets, moved_datasets
 from infra.errors import UserError
 from infra.graph import PipelineGraph, one_task_per_node
 from infra.local_interpreter import ExecutionFailed, Interpreter, Job, LocalBatch
@@ -144,25 +143,21 @@ def _upload_inputs(s3: Any, bucket: str, project: Path, graph: PipelineGraph) ->
     return uploaded
 
 
-def _written(graph: PipelineGraph, bucket: str, run_id: str, started: str) -> dict[str, str]:
+def _written(
+    graph: PipelineGraph, bucket: str, run_id: str, started: str, access: Mapping[str, str]
+) -> dict[str, str]:
     """Dataset name -> the bucket location this run writes it to."""
     layout = DataLayout(bucket=bucket, run_id=run_id)
     version = run_version(started)
-    crossing = {
-        d.name
+    found = {
+        d.name: layout.memory(d.name)
         for d in boundary_datasets(graph, one_task_per_node(graph))
         if d.role is Role.CROSSING and d.storage is Storage.MEMORY
     }
-    found: dict[str, str] = {}
-    for name in graph.producers():
-        facts = graph.datasets.get(name)
-        if name in crossing:
-            found[name] = layout.memory(name)
-        elif facts and facts.filepath and storage_of(graph, name) is Storage.LOCAL:
-            place = bucket_path(facts.filepath)
-            if place is not None:
-                uri = layout.local(place, produced=True, versioned=facts.versioned)
-                found[name] = versioned_path(uri, version) if facts.versioned else uri
+    producers = graph.producers()  # names as written (``x@spark``, not its readers' ``x@pandas``)
+    for moved in moved_datasets(graph, access):
+        if moved.name in producers:
+            found[moved.name] = moved.location(layout, version)
     return found
 
 
@@ -396,7 +391,8 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
             batch.shutdown()
         rows = _rows(graph, batch, runner)
         console.print(progress.table(title, _shown(rows)))
-        written = _written(graph, bucket, run_id, context["Execution"]["StartTime"])
+        started_at = context["Execution"]["StartTime"]
+        written = _written(graph, bucket, run_id, started_at, settings.dataset_access)
         report = _report(pipeline, run_id, rows, s3, bucket, written)
         if options.keep:
             _download(s3, bucket, options.keep)

@@ -15,7 +15,7 @@ from typing import Any
 
 from infra import asl
 from infra.config import Settings
-from infra.datasets import task_graph_for
+from infra.datasets import check_dataset_access, task_graph_for, uses_spark
 from infra.graph import PipelineGraph, TaskGraph
 from infra.kedro_project import KedroProject, load_project
 from infra.layout import Layout, critical_path, makespan, structure
@@ -82,6 +82,11 @@ class DeploymentPlan:
     project: KedroProject
     pipelines: Mapping[str, PipelinePlan]
 
+    @property
+    def uses_spark(self) -> bool:
+        """Whether a deployed pipeline has Spark datasets: the default image adds Java."""
+        return uses_spark(p.graph for p in self.pipelines.values())
+
 
 def node_seconds(graph: PipelineGraph, durations: Mapping[str, float]) -> dict[str, float]:
     """Expected seconds per node: by node name, else the largest of its tags'."""
@@ -104,4 +109,5 @@ def plan(settings: Settings) -> DeploymentPlan:
             orchestration=settings.orchestration,
             node_seconds=node_seconds(graph, settings.durations),
         )
+    check_dataset_access(settings.dataset_access, [p.graph for p in pipelines.values()])
     return DeploymentPlan(settings=settings, project=project, pipelines=pipelines)

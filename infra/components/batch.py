@@ -17,14 +17,14 @@ from typing import Any
 
 import pulumi
 import pulumi_aws as aws
-from kedro_batch_runtime.settings import ENV_BUCKET, ENV_INTERMEDIATES
+from kedro_batch_runtime.settings import ENV_BUCKET, ENV_DATASET_ACCESS, ENV_INTERMEDIATES
 
 from infra import iam
 from infra.asl import TASK_COMMAND
 from infra.components.roles import service_role
 from infra.config import Settings
 from infra.kedro_project import QUIET_KEDRO_ENV
-from infra.resources import JobClass, ResourcePlan, Resources
+from infra.resources import FARGATE_DEFAULT_STORAGE, JobClass, ResourcePlan, Resources
 
 ENV_KEDRO = "KEDRO_ENV"  # Kedro's own: the configuration environment to run with
 
@@ -126,6 +126,11 @@ class BatchCompute(pulumi.ComponentResource):
             ENV_INTERMEDIATES: settings.intermediates,
             **QUIET_KEDRO_ENV,
             **({ENV_KEDRO: settings.kedro_env} if settings.kedro_env else {}),
+            **(
+                {ENV_DATASET_ACCESS: json.dumps(dict(settings.dataset_access), sort_keys=True)}
+                if settings.dataset_access
+                else {}
+            ),
         }
         container = pulumi.Output.all(
             image=image_ref,
@@ -316,6 +321,8 @@ def container_properties(
             },
         },
     }
+    if fargate and resources.ephemeral_storage:
+        properties["ephemeralStorage"] = {"sizeInGiB": resources.ephemeral_storage}
     if fargate:
         properties |= {
             "fargatePlatformConfiguration": {"platformVersion": "LATEST"},
@@ -341,8 +348,10 @@ def _container_json(
 
 
 def _class_suffix(job_class: JobClass, default: JobClass) -> str:
-    """``""`` for the default class, else e.g. ``-gpu`` or ``-4-attempts``."""
+    """``""`` for the default class, else e.g. ``-gpu``, ``-4-attempts`` or ``-50gib``."""
     suffix = "-gpu" if job_class.gpu else ""
     if job_class.attempts != default.attempts:
         suffix += f"-{job_class.attempts}-attempts"
+    if job_class.ephemeral_storage != default.ephemeral_storage:
+        suffix += f"-{job_class.ephemeral_storage or FARGATE_DEFAULT_STORAGE}gib"
     return suffix

@@ -46,7 +46,7 @@ class KedroBatchDeployment(pulumi.ComponentResource):
     ) -> None:
         settings = plan.settings
         resources = plan_resources(settings, plan.pipelines)
-        build = build_inputs(plan.project.path)
+        build = build_inputs(plan.project.path, java=plan.uses_spark)
         super().__init__("kedro-batch:index:KedroBatchDeployment", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 

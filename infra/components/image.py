@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,10 @@ PLATFORM = docker_build.Platform.LINUX_AMD64
 TAG_PREFIX = "build-"
 CACHE_TAG = "buildcache"
 REQUIREMENTS = ("requirements.txt", "src/requirements.txt")
+# A requirement on pyspark itself or a kedro-datasets Spark extra.
+PYSPARK = re.compile(
+    r"^\s*(pyspark\b|kedro[-_]datasets\[[^\]]*spark)", re.IGNORECASE | re.MULTILINE
+)
 
 
 @dataclass(frozen=True)
@@ -53,10 +58,19 @@ class BuildInputs:
     dockerfile: Path
     requirements: str  # relative to the context
     tag: str  # content-addressed, e.g. build-0123456789abcdef
+    java: bool = False  # the default image installs a JRE (the project uses Spark)
+
+    @property
+    def build_args(self) -> dict[str, str]:
+        return {"REQUIREMENTS": self.requirements, **({"JAVA": "1"} if self.java else {})}
 
 
-def build_inputs(project_dir: Path) -> BuildInputs:
-    """The project's own Dockerfile if it has one, else the default; ``UserError`` if unusable."""
+def build_inputs(project_dir: Path, *, java: bool = False) -> BuildInputs:
+    """The project's own Dockerfile if it has one, else the default; ``UserError`` if unusable.
+
+    ``java``: the plan found Spark datasets; the default image then gets a JRE,
+    as it does when the requirements name ``pyspark``.
+    """
     own = project_dir / "Dockerfile"
     requirements = next((r for r in REQUIREMENTS if (project_dir / r).is_file()), None)
     if not own.is_file() and requirements is None:
@@ -67,6 +81,7 @@ def build_inputs(project_dir: Path) -> BuildInputs:
         )
     if own.is_file():
         dockerfile = own
+        java = False  # the project's Dockerfile installs what the project needs
         ignore = next(
             (
                 p
@@ -78,10 +93,12 @@ def build_inputs(project_dir: Path) -> BuildInputs:
     else:
         dockerfile = _stage_default()
         ignore = DEFAULT_IGNORE
+        text = (project_dir / requirements).read_text(encoding="utf-8") if requirements else ""
+        java = java or bool(PYSPARK.search(text))
     patterns = _ignore_patterns(ignore.read_text(encoding="utf-8")) if ignore else []
     digest = hashlib.sha256()
     digest.update(dockerfile.read_bytes())
-    digest.update(f"{PLATFORM.value}\0{requirements}\0".encode())
+    digest.update(f"{PLATFORM.value}\0{requirements}\0{java}\0".encode())
     _hash_tree(digest, project_dir, patterns)
     _hash_tree(digest, RUNTIME_DIR, [])
     return BuildInputs(
@@ -89,6 +106,7 @@ def build_inputs(project_dir: Path) -> BuildInputs:
         dockerfile=dockerfile,
         requirements=requirements or REQUIREMENTS[0],
         tag=f"{TAG_PREFIX}{digest.hexdigest()[:16]}",
+        java=java,
     )
 
 
@@ -176,7 +194,7 @@ class ProjectImage(pulumi.ComponentResource):
                 named={"runtime": docker_build.ContextArgs(location=_relative(RUNTIME_DIR))},
             ),
             dockerfile=docker_build.DockerfileArgs(location=_relative(build.dockerfile)),
-            build_args={"REQUIREMENTS": build.requirements},
+            build_args=build.build_args,
             platforms=[PLATFORM],
             tags=[repository.repository_url.apply(lambda url: f"{url}:{build.tag}")],
             push=True,
