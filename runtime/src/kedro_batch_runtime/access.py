@@ -154,8 +154,7 @@ def decide(
         if partition_type is None:
             return Decision(Access.STAGE, f"{canonical} of unknown partitions")
         inner = decide(dataset, partition_type)
-        reason = f"{canonical} of {canonical_type(partition_type)}: {inner.reason}"
-        return Decision(inner.access, reason)
+        return Decision(inner.access, f"{canonical} of {inner.reason}")
     if canonical in DIRECT_TYPES:
         return Decision(Access.DIRECT, f"{canonical} opens s3:// through fsspec")
     if is_spark_type(canonical):
