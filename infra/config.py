@@ -252,7 +252,7 @@ def _dataset_access(raw: Any) -> dict[str, str]:
     value = _decoded(raw)
     if not isinstance(value, dict) or not value:
         raise ValueError(
-            f'got {raw!r}; expected an object of dataset name or pattern -> access, e.g. '
+            f"got {raw!r}; expected an object of dataset name or pattern -> access, e.g. "
             '{"model_input@spark": "stage", "{name}_table": "direct"}'
         )
     for key, access in value.items():

@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 class _Task:
     run: RunSettings
     nodes: tuple[str, ...]
+    # Staged datasets live here, on the container's disk (Fargate: its
+    # ephemeral storage; TMPDIR moves it); removed when the task ends.
+    scratch: tempfile.TemporaryDirectory[str]
 
 
 class KedroBatchHooks:
@@ -44,25 +47,22 @@ class KedroBatchHooks:
         self._task: _Task | None = None
         self._started: dict[str, float] = {}  # running nodes -> monotonic start
         self._saved: dict[str, set[str]] = {}
-        self._scratch: tempfile.TemporaryDirectory[str] | None = None
         self._staged: dict[str, staging.Staged] = {}
         self._fresh: set[str] = set()  # scratch paths that hold this run's data
 
     def activate(self, run: RunSettings, nodes: Sequence[str]) -> None:
         self.deactivate()
-        self._task = _Task(run, tuple(nodes))
-        # On the container's disk (Fargate: its ephemeral storage; TMPDIR moves it).
-        self._scratch = tempfile.TemporaryDirectory(prefix="kedro-batch-scratch-")
+        scratch = tempfile.TemporaryDirectory(prefix="kedro-batch-scratch-")
+        self._task = _Task(run, tuple(nodes), scratch)
 
     def deactivate(self) -> None:
+        if self._task is not None:
+            self._task.scratch.cleanup()
         self._task = None
         self._started.clear()
         self._saved.clear()
         self._staged.clear()
         self._fresh.clear()
-        if self._scratch is not None:
-            self._scratch.cleanup()
-            self._scratch = None
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
@@ -81,7 +81,7 @@ class KedroBatchHooks:
             pipelines[run.pipeline].nodes,
             self._task.nodes,
             run,
-            scratch=self._scratch.name if self._scratch else tempfile.gettempdir(),
+            scratch=self._task.scratch.name,
         )
         loader["catalog"] = plan.config
         self._staged = {s.dataset: s for s in plan.staged}
