@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
+from kedro_batch_runtime import records
 from kedro_batch_runtime.boundaries import Storage
 from kedro_batch_runtime.layout import (
     RUNS_PREFIX,
@@ -39,12 +40,15 @@ from kedro_batch_runtime.layout import (
 )
 from rich.console import Console
 
-from infra import progress
+from infra import progress, timeline, timeline_html
 from infra.datasets import Role, boundary_datasets, moved_datasets
 from infra.errors import UserError
 from infra.graph import PipelineGraph, one_task_per_node
+from infra.layout import critical_path, makespan
 from infra.local_interpreter import ExecutionFailed, Interpreter, Job, LocalBatch
-from infra.plan import plan
+from infra.measured import node_outcome
+from infra.ops import task_precedence
+from infra.plan import PipelinePlan, plan
 from infra.synth import Synthesis, stack_settings, synthesize
 
 # What the default .dockerignore keeps out of the image: a task sees the same.
@@ -64,6 +68,7 @@ class Options:
     report: Path | None = None
     keep: Path | None = None
     max_parallel: int = os.cpu_count() or 2
+    timeline: Path | None = None
 
 
 def parse_params(text: str | None) -> dict[str, Any]:
@@ -173,6 +178,7 @@ class _Runner:
         self.base_env = base_env
         self.logs: dict[str, Path] = {}
         self.timing: dict[str, tuple[float, float | None]] = {}
+        self._record_lines: dict[str, tuple[int, list[str]]] = {}  # job -> (bytes read, records)
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
 
@@ -220,6 +226,25 @@ class _Runner:
         lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
         return "\n".join(lines[-LOG_TAIL_LINES:])
 
+    def record(self, job_id: str) -> records.TaskRecord | None:
+        """What the job's log says so far.
+
+        The live display asks several times a second, so each call reads only
+        what the log gained since the last one, and keeps only record lines.
+        """
+        log = self.logs.get(job_id)
+        if log is None or not log.exists():
+            return None
+        offset, kept = self._record_lines.get(job_id, (0, []))
+        with log.open("rb") as stream:
+            stream.seek(offset)
+            data = stream.read()
+        complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits
+        text = complete.decode("utf-8", errors="replace")
+        kept = kept + [line for line in text.splitlines() if records.PREFIX in line]
+        self._record_lines[job_id] = (offset + len(complete), kept)
+        return records.parse(kept)
+
 
 # --- progress ----------------------------------------------------------------
 
@@ -239,19 +264,31 @@ def _task_nodes(params: Mapping[str, Any]) -> list[str]:
     return command[command.index("--nodes") + 1].split(",") if "--nodes" in command else []
 
 
+def _job_status(job: Job) -> str:
+    """A local job's status in ``status``'s words."""
+    if job.status == "FAILED":
+        if job.exit_code is None:
+            return "NOT_RUN"  # failed without running: a dependency failed, or cancelled
+        # Terminated because the run was stopping (a sibling failed, Ctrl-C).
+        return "CANCELLED" if job.exit_code == -signal.SIGTERM else "FAILED"
+    return {"SUCCEEDED": "SUCCEEDED", "RUNNING": "RUNNING"}.get(job.status, "QUEUED")
+
+
 def _rows(graph: PipelineGraph, batch: LocalBatch, runner: _Runner) -> list[NodeRow]:
+    """One row per node, with the node's own times from its task's records."""
     rows = {n.name: NodeRow(name=n.name, task="") for n in graph.nodes}
     for job in batch.jobs():
+        status = _job_status(job)
+        record = runner.record(job.job_id)
+        started, finished = runner.timing.get(job.job_id, (None, None))
         for node in _task_nodes(job.params):
             row = rows[node]
             row.task, row.job_id = job.name, job.job_id
-            started, finished = runner.timing.get(job.job_id, (None, None))
-            row.started, row.finished = started, finished
-            row.status = {
-                "SUCCEEDED": "SUCCEEDED",
-                "RUNNING": "RUNNING",
-                "FAILED": "FAILED" if job.exit_code not in (None, -signal.SIGTERM) else "NOT_RUN",
-            }.get(job.status, "PENDING")
+            outcome = node_outcome(node, status, record, started, finished)
+            row.started, row.finished = outcome.started, outcome.finished
+            row.status = {"CANCELLED": "NOT_RUN", "QUEUED": "PENDING"}.get(
+                outcome.status, outcome.status
+            )
     return list(rows.values())
 
 
@@ -331,6 +368,8 @@ def _stage(project: Path, into: Path) -> Path:
 def local_run(options: Options, console: Console | None = None) -> dict[str, Any]:
     """Run one pipeline end to end; returns the report. Raises ``UserError``."""
     console = console or Console(stderr=True)
+    if options.timeline:
+        timeline_html.writable(options.timeline)
     overrides = dict(options.overrides)
     settings = stack_settings(options.stack, overrides)
     pipeline = options.pipeline or settings.pipelines[0]
@@ -389,8 +428,21 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
             raise
         finally:
             batch.shutdown()
+        finished = time.time()
         rows = _rows(graph, batch, runner)
         console.print(progress.table(title, _shown(rows)))
+        if options.timeline:
+            run = _timeline_run(
+                deployment.pipelines[pipeline],
+                run_id,
+                (started.timestamp(), finished, failure is not None),
+                batch,
+                runner,
+                precedence=task_precedence(definition, synthesis.machine_arns),
+                expected=_expected_seconds(deployment.pipelines[pipeline], settings.durations),
+            )
+            timeline_html.write(options.timeline, run)
+            console.print(f"timeline written to {options.timeline}", highlight=False)
         started_at = context["Execution"]["StartTime"]
         written = _written(graph, bucket, run_id, started_at, settings.dataset_access)
         report = _report(pipeline, run_id, rows, s3, bucket, written)
@@ -414,6 +466,77 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
     if options.report:
         options.report.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def _expected_seconds(pipeline: PipelinePlan, durations: Mapping[str, float]) -> float | None:
+    """The model's run time of the deployed tasks, when the stack gives durations.
+
+    Without ``kedro-batch:durations`` the model knows nothing of the nodes,
+    so the timeline says "unknown" rather than show a made-up figure.
+    """
+    if not durations:
+        return None
+    seconds = pipeline.tasks.durations(pipeline.node_seconds)
+    if pipeline.layout is not None:
+        return makespan(pipeline.layout, seconds)
+    return critical_path(pipeline.tasks.names, pipeline.tasks.parents, seconds)
+
+
+def _timeline_run(
+    pipeline: PipelinePlan,
+    run_id: str,
+    when: tuple[float, float, bool],
+    batch: LocalBatch,
+    runner: _Runner,
+    *,
+    precedence: Mapping[str, frozenset[str]],
+    expected: float | None,
+) -> timeline.Run:
+    """The run as the timeline draws it: each task's last attempt, its records, its log."""
+    started, finished, failed = when
+    attempts: dict[str, list[Job]] = {}
+    for job in batch.jobs():  # in submission order
+        nodes = _task_nodes(job.params)
+        if nodes:
+            attempts.setdefault(",".join(nodes), []).append(job)
+    tasks = []
+    for task in pipeline.tasks.tasks:
+        key = ",".join(task.nodes)
+        if key not in attempts:
+            tasks.append(timeline.TaskRun(key, task.name, task.nodes, "NOT_RUN"))
+            continue
+        job = attempts[key][-1]
+        record = runner.record(job.job_id)
+        began, ended = runner.timing.get(job.job_id, (None, None))
+        status = _job_status(job)
+        spans = record.spans if record is not None else ()
+        error = next((s.error for s in spans if s.status == "FAILED" and s.error), None)
+        tasks.append(
+            timeline.TaskRun(
+                key,
+                job.name,
+                task.nodes,
+                status,
+                submitted=job.created,
+                started=began,
+                finished=ended,
+                spans=spans,
+                attempts=len(attempts[key]),
+                cause=(error or job.status_reason or None) if status == "FAILED" else None,
+                log_tail=runner.tail(job.job_id) if status == "FAILED" else "",
+            )
+        )
+    return timeline.Run(
+        pipeline=pipeline.name,
+        run_id=run_id,
+        status="FAILED" if failed else "SUCCEEDED",
+        started=started,
+        finished=finished,
+        tasks=tuple(tasks),
+        precedence=precedence,
+        expected_seconds=expected,
+        source="local-run",
+    )
 
 
 def _report(
