@@ -1,6 +1,7 @@
 """Wall time of ``local-run`` against a plain ``kedro run`` of the same project.
 
     python benchmarks/local_run.py [--stack dev] [--repeat 3] [--max-parallel N]
+        [--project-dir DIR] [-c KEY=VALUE]...
 
 ``kedro run`` executes every node in one process; ``local-run`` executes the
 deployed state machine: a fresh process and project copy per task, data
@@ -49,12 +50,17 @@ def main() -> None:
     parser.add_argument("--stack", default="dev")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--max-parallel", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--project-dir", type=Path, help="another Kedro project (e.g. a fixture)")
+    parser.add_argument("-c", dest="config", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
 
     from infra.plan import plan
     from infra.synth import stack_settings
 
-    settings = stack_settings(args.stack)
+    overrides = dict(item.split("=", 1) for item in args.config)
+    if args.project_dir:
+        overrides["projectDir"] = str(args.project_dir.resolve())
+    settings = stack_settings(args.stack, overrides)
     deployment = plan(settings)
     pipeline = deployment.pipelines[settings.pipelines[0]]
     tasks = len(pipeline.tasks.tasks)
@@ -64,7 +70,7 @@ def main() -> None:
     for _ in range(args.repeat):
         started = time.perf_counter()
         report = local_run(
-            Options(stack=args.stack, max_parallel=args.max_parallel),
+            Options(stack=args.stack, overrides=overrides, max_parallel=args.max_parallel),
             console=Console(file=StringIO()),
         )
         local.append(time.perf_counter() - started)

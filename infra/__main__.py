@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from infra.errors import UserError
 
 if TYPE_CHECKING:
+    from infra.datasets import MovedDataset
     from infra.ops import Aws
 
 
@@ -66,6 +67,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
 def _synth(args: argparse.Namespace) -> int:
     from infra import asl
     from infra.components.image import build_inputs, describe
+    from infra.datasets import moved_datasets
     from infra.kedro_project import loaded
     from infra.plan import plan
     from infra.synth import clear, stack_settings, synthesize, write
@@ -88,12 +90,41 @@ def _synth(args: argparse.Namespace) -> int:
             f"{pipeline.structure_ratio():.2f} at equal durations; {usage.states} states, "
             f"{usage.definition_bytes / 1024:.1f} KiB, ~{usage.history_events} history events"
         )
+        if deployment.settings.intermediates != "error":
+            for line in _data_lines(
+                moved_datasets(pipeline.graph, deployment.settings.dataset_access)
+            ):
+                print(f"  {line}")
     settings = deployment.settings
-    print(
-        describe(build_inputs(deployment.project.path, build_on_preview=settings.build_on_preview))
+    build = build_inputs(
+        deployment.project.path,
+        build_on_preview=settings.build_on_preview,
+        java=deployment.uses_spark,
     )
+    print(describe(build))
     print(f"wrote {out}/: {len(synthesis.resources)} resources")
     return 0
+
+
+def _data_lines(moved: Sequence[MovedDataset]) -> list[str]:
+    """What ``synth`` says about local data: what is staged and why, and where
+    absolute paths go (relative ones mirror the project, as documented)."""
+    from kedro_batch_runtime.access import Access
+    from kedro_batch_runtime.layout import DataLayout
+
+    layout = DataLayout("<bucket>", "<run id>")
+    staged = [m for m in moved if m.decision.access is Access.STAGE]
+    absolute = [m for m in moved if m.absolute]
+    lines = []
+    if staged:
+        lines.append(f"staged through the task's disk ({len(staged)}):")
+        lines += [f"  {m.name}: {m.decision.reason}" for m in staged]
+    if absolute:
+        lines.append(f"absolute paths moved into the bucket ({len(absolute)}):")
+        lines += [
+            f"  {m.name}: {m.filepath} -> {m.location(layout, '<version>')}" for m in absolute
+        ]
+    return lines
 
 
 def _local_run(args: argparse.Namespace) -> int:

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
+from kedro_batch_runtime.access import ACCESSES
+
 from infra.errors import UserError
 from infra.secrets import SecretRef, check_secrets_size, job_secrets, parse_variable
 
@@ -49,6 +51,7 @@ class Profile:
     gpu: int | None = None
     timeout: int | None = None  # seconds per attempt
     retries: int | None = None  # attempts after the first, for infrastructure failures
+    ephemeral_storage: int | None = None  # GiB of Fargate task storage (21-200)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +78,7 @@ class Settings:
     pipelines: tuple[str, ...] = ("__default__",)
     orchestration: Orchestration = "structured"
     intermediates: Intermediates = "persist"
+    dataset_access: Mapping[str, str] = field(default_factory=dict)  # dataset/pattern -> access
     kedro_env: str | None = None
     durations: Mapping[str, float] = field(default_factory=dict)
     # compute
@@ -202,7 +206,11 @@ _PROFILE_FIELDS: dict[str, Callable[[Any], Any]] = {
     "gpu": _int_between(0, 16),
     "timeout": _int_between(60, 14 * 24 * 3600),
     "retries": _int_between(0, 9),
+    # Fargate's range; the 20 GiB it gives without the setting is the default.
+    "ephemeralStorage": _int_between(21, 200),
 }
+# Profile keys as written in config -> Profile fields.
+_PROFILE_ATTRS = {"ephemeralStorage": "ephemeral_storage"}
 
 
 def _positive_number(raw: Any, what: str) -> float:
@@ -231,7 +239,7 @@ def _profiles(raw: Any) -> dict[str, Profile]:
         for key, parse in _PROFILE_FIELDS.items():
             if key in spec:
                 try:
-                    fields[key] = parse(spec[key])
+                    fields[_PROFILE_ATTRS.get(key, key)] = parse(spec[key])
                 except ValueError as exc:
                     raise ValueError(f"profile {name!r}, {key}: {exc}") from None
         result[str(name)] = Profile(**fields)
@@ -244,6 +252,19 @@ def _name_map(raw: Any) -> dict[str, str]:
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
         raise ValueError(f"got {raw!r}; expected an object of name -> profile name")
+    return dict(value)
+
+
+def _dataset_access(raw: Any) -> dict[str, str]:
+    value = _decoded(raw)
+    if not isinstance(value, dict) or not value:
+        raise ValueError(
+            f"got {raw!r}; expected an object of dataset name or pattern -> access, e.g. "
+            '{"model_input@spark": "stage", "{name}_table": "direct"}'
+        )
+    for key, access in value.items():
+        if access not in ACCESSES:
+            raise ValueError(f"{key!r}: got {access!r}; expected one of: {', '.join(ACCESSES)}")
     return dict(value)
 
 
@@ -376,6 +397,7 @@ _KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "pipelines": ("pipelines", _non_empty_list),
     "orchestration": ("orchestration", _choice("structured", "exact")),
     "intermediates": ("intermediates", _choice("persist", "group", "error")),
+    "datasetAccess": ("dataset_access", _dataset_access),
     "kedroEnv": ("kedro_env", _string),
     "durations": ("durations", _durations),
     "computeType": ("compute_type", _choice("FARGATE_SPOT", "FARGATE", "SPOT", "EC2")),

@@ -31,15 +31,35 @@ The ``intermediates`` modes decide what happens to what would not survive:
 
 In every mode a MemoryDataset that the pipeline reads but never writes is
 refused: no container could provide it (``kedro run`` fails on it too).
+
+Local paths move whether relative (inside the project) or absolute
+(``/dbfs/...``, ``/tmp/...``: the container has no such data); a relative
+path climbing out of the project (``../shared/x.csv``) has no place in the
+image or the bucket, so it is refused where it crosses a task boundary.
+Each moved dataset is either read and written at its ``s3://`` location
+directly or staged through the task's disk (:mod:`kedro_batch_runtime.access`,
+``kedro-batch:datasetAccess``): :func:`moved_datasets` says which, and why.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from posixpath import isabs
 
-from kedro_batch_runtime.boundaries import Storage, crossings, final_outputs, free_inputs, storage
+import parse
+from kedro_batch_runtime.access import ACCESS_KEY, Decision, decide, is_spark_type
+from kedro_batch_runtime.boundaries import (
+    Storage,
+    base_name,
+    crossings,
+    final_outputs,
+    free_inputs,
+    storage,
+)
+from kedro_batch_runtime.layout import DataLayout, bucket_path, disk_path, versioned_path
 from kedro_batch_runtime.settings import INTERMEDIATES
 
 from infra.errors import UserError
@@ -160,13 +180,95 @@ def task_graph_for(
         )
     per_node = one_task_per_node(graph)
     _refuse_unfed_memory(graph, per_node, env)
-    if intermediates == "group":
-        return group_tasks(graph, memory_groups(graph))
     if intermediates == "error":
         offenders = [d for d in boundary_datasets(graph, per_node) if not d.survives]
         if offenders:
             raise UserError(_offenders_message(graph.name, offenders, env))
-    return per_node
+        return per_node
+    tasks = group_tasks(graph, memory_groups(graph)) if intermediates == "group" else per_node
+    _refuse_paths_out_of_the_project(graph, tasks)
+    return tasks
+
+
+@dataclass(frozen=True, slots=True)
+class MovedDataset:
+    """A local dataset the runtime moves into the bucket, and how it gets there."""
+
+    name: str
+    filepath: str
+    place: str  # its path in the bucket (``kedro_batch_runtime.layout.bucket_path``)
+    produced: bool  # written by the pipeline (else a free input)
+    versioned: bool
+    decision: Decision
+
+    @property
+    def absolute(self) -> bool:
+        return isabs(disk_path(self.filepath))
+
+    def location(self, layout: DataLayout, version: str) -> str:
+        """Where a run with ``layout`` and run ``version`` keeps it (the runtime's rule)."""
+        uri = layout.local(self.place, produced=self.produced, versioned=self.versioned)
+        return versioned_path(uri, version) if self.produced and self.versioned else uri
+
+
+def moved_datasets(graph: PipelineGraph, overrides: Mapping[str, str]) -> list[MovedDataset]:
+    """Every local dataset of ``graph`` that moves into the bucket (modes
+    ``persist`` and ``group``), in name order, with how its task reaches it."""
+    written = {base_name(name) for name in graph.producers()}
+    moved = []
+    for name, info in sorted(graph.datasets.items()):
+        place = bucket_path(info.filepath) if info.filepath else None
+        if place is None or storage_of(graph, name) is not Storage.LOCAL:
+            continue
+        decision = decide(name, info.type, partition_type=info.partition_type, overrides=overrides)
+        produced = base_name(name) in written
+        moved.append(
+            MovedDataset(name, info.filepath or "", place, produced, info.versioned, decision)
+        )
+    return moved
+
+
+def uses_spark(graphs: Iterable[PipelineGraph]) -> bool:
+    """Whether any dataset of ``graphs`` is a Spark type (the image then needs Java)."""
+    return any(is_spark_type(d.type) for g in graphs for d in g.datasets.values())
+
+
+def check_dataset_access(overrides: Mapping[str, str], graphs: Sequence[PipelineGraph]) -> None:
+    """Every ``datasetAccess`` key must name (or match) a dataset that moves."""
+    names = sorted({name for g in graphs for name in g.datasets})
+    moved = {m.name for g in graphs for m in moved_datasets(g, {})}
+    deployed = ", ".join(g.name for g in graphs)
+    for key in overrides:
+        matches = [n for n in names if n == key or ("{" in key and parse.parse(key, n))]
+        if not matches:
+            hint = difflib.get_close_matches(key, names, n=1)
+            fix = f"did you mean {hint[0]!r}?" if hint else "use a dataset name or factory pattern"
+            raise UserError(
+                f"invalid config {ACCESS_KEY}: {key!r} is not a dataset of the deployed "
+                f"pipelines ({deployed}); {fix}"
+            )
+        if not moved.intersection(matches):
+            raise UserError(
+                f"invalid config {ACCESS_KEY}: {key!r} matches {', '.join(matches[:3])}, which "
+                "kedro-batch does not move into the bucket (in memory, or already remote); it "
+                "only chooses how local paths reach the bucket: remove the entry"
+            )
+
+
+def _refuse_paths_out_of_the_project(graph: PipelineGraph, tasks: TaskGraph) -> None:
+    outside = [
+        d
+        for d in boundary_datasets(graph, tasks)
+        if d.storage is Storage.LOCAL and d.filepath and bucket_path(d.filepath) is None
+    ]
+    if outside:
+        lines = "\n".join(f"  - {_describe(d)}" for d in outside)
+        raise UserError(
+            f"pipeline {graph.name!r} has {len(outside)} dataset(s) at a task boundary whose "
+            f"path climbs out of the project, where neither the image nor the bucket has "
+            f"it:\n{lines}\nFix: move the data inside the project, or give the path "
+            "as an absolute path or an s3:// URL."
+        )
 
 
 def _refuse_unfed_memory(graph: PipelineGraph, tasks: TaskGraph, env: str | None) -> None:

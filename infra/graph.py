@@ -35,6 +35,7 @@ class DatasetInfo:
     versioned: bool = False
     # Names its ``credentials:`` references point to (never their values).
     credentials: tuple[str, ...] = ()
+    partition_type: str | None = None  # the ``dataset`` type of a folder dataset's partitions
 
     @property
     def is_memory(self) -> bool:
@@ -121,6 +122,7 @@ class PipelineGraph:
                     "protocol": d.protocol,
                     "versioned": d.versioned,
                     "credentials": list(d.credentials),
+                    "partition_type": d.partition_type,
                 }
                 for name, d in self.datasets.items()
             },

@@ -23,6 +23,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
+from kedro_batch_runtime.access import partition_type
+
 from infra.errors import UserError
 from infra.graph import DatasetInfo, NodeInfo, PipelineGraph, is_parameter
 from infra.task_env import environ, missing_module_message, task_env
@@ -160,6 +162,7 @@ def _dataset_facts(catalog: Any, names: Sequence[str], project: Path) -> dict[st
             protocol=protocol,
             versioned=bool(config.get("versioned", False)),
             credentials=referenced(config),
+            partition_type=partition_type(config),
         )
     return facts
 

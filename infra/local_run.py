@@ -34,15 +34,15 @@ from kedro_batch_runtime.credentials import ENV_CREDENTIALS
 from kedro_batch_runtime.layout import (
     RUNS_PREFIX,
     DataLayout,
-    project_relative,
+    bucket_path,
+    disk_path,
     run_version,
-    versioned_path,
 )
 from kedro_batch_runtime.settings import RUN_ID_PARAM
 from rich.console import Console
 
 from infra import progress, timeline, timeline_html
-from infra.datasets import Role, boundary_datasets, storage_of
+from infra.datasets import Role, boundary_datasets, moved_datasets
 from infra.errors import UserError
 from infra.graph import PipelineGraph, one_task_per_node
 from infra.kedro_project import KedroProject, load_project, loaded
@@ -175,16 +175,19 @@ def _s3_client(endpoint: str) -> Any:
 
 
 def _upload_inputs(s3: Any, bucket: str, project: Path, graph: PipelineGraph) -> list[str]:
-    """Put the pipeline's local raw inputs where the tasks will read them."""
-    layout = DataLayout(bucket=bucket, run_id="")
+    """Put the pipeline's local raw inputs where the tasks will read them.
+
+    Relative paths are read in the project, absolute ones where they are on
+    this machine; both go to their place in the bucket, as a user uploads them.
+    """
     uploaded: list[str] = []
     for dataset in boundary_datasets(graph, one_task_per_node(graph)):
         if dataset.role is not Role.FREE_INPUT or dataset.storage is not Storage.LOCAL:
             continue
-        relative = project_relative(dataset.filepath or "")
-        if relative is None:
-            continue  # an absolute path: read in place, as the runtime does
-        local = project / relative
+        place = bucket_path(dataset.filepath or "")
+        if place is None:
+            continue  # out of the project: the plan refused it at a boundary
+        local = project / disk_path(dataset.filepath or "")  # an absolute path stays itself
         if not local.exists():
             raise UserError(
                 f"raw input {dataset.name!r} is missing: {local} does not exist; create it "
@@ -193,33 +196,28 @@ def _upload_inputs(s3: Any, bucket: str, project: Path, graph: PipelineGraph) ->
         # A versioned input is a folder of versions: it goes up as it is.
         files = [local] if local.is_file() else sorted(p for p in local.rglob("*") if p.is_file())
         for path in files:
-            key = layout.shared(path.relative_to(project).as_posix()).removeprefix(
-                f"s3://{bucket}/"
-            )
+            rest = path.relative_to(local).as_posix()
+            key = place if rest == "." else f"{place}/{rest}"
             s3.upload_file(str(path), bucket, key)
             uploaded.append(key)
     return uploaded
 
 
-def _written(graph: PipelineGraph, bucket: str, run_id: str, started: str) -> dict[str, str]:
+def _written(
+    graph: PipelineGraph, bucket: str, run_id: str, started: str, access: Mapping[str, str]
+) -> dict[str, str]:
     """Dataset name -> the bucket location this run writes it to."""
     layout = DataLayout(bucket=bucket, run_id=run_id)
     version = run_version(started)
-    crossing = {
-        d.name
+    found = {
+        d.name: layout.memory(d.name)
         for d in boundary_datasets(graph, one_task_per_node(graph))
         if d.role is Role.CROSSING and d.storage is Storage.MEMORY
     }
-    found: dict[str, str] = {}
-    for name in graph.producers():
-        facts = graph.datasets.get(name)
-        if name in crossing:
-            found[name] = layout.memory(name)
-        elif facts and facts.filepath and storage_of(graph, name) is Storage.LOCAL:
-            relative = project_relative(facts.filepath)
-            if relative is not None:
-                uri = layout.local(relative, produced=True, versioned=facts.versioned)
-                found[name] = versioned_path(uri, version) if facts.versioned else uri
+    producers = graph.producers()  # names as written (``x@spark``, not its readers' ``x@pandas``)
+    for moved in moved_datasets(graph, access):
+        if moved.name in producers:
+            found[moved.name] = moved.location(layout, version)
     return found
 
 
@@ -559,7 +557,7 @@ def _local_run(options: Options, console: Console) -> dict[str, Any]:
         f"[bold]local-run[/] {pipeline!r} of {deployment.project.package_name} "
         f"({len(graph.nodes)} nodes, {settings.orchestration}), run id {run_id}"
     )
-    if emulated_only and credentials_needed(graph, settings.intermediates):
+    if emulated_only and credentials_needed(graph, settings.intermediates, settings.dataset_access):
         console.print(
             "[yellow]kedro-batch:credentialsSecret is not set[/]: tasks get the project's "
             "local credentials here, but `pulumi up` refuses until it names a secret "
@@ -637,7 +635,10 @@ def _local_run(options: Options, console: Console) -> dict[str, Any]:
             timeline_html.write(options.timeline, run)
             console.print(f"timeline written to {options.timeline}", highlight=False)
         report_graph = _with_runtime_params(deployment.project, pipeline, options.params, run_id)
-        written = _written(report_graph or graph, bucket, run_id, context["Execution"]["StartTime"])
+        started_at = context["Execution"]["StartTime"]
+        written = _written(
+            report_graph or graph, bucket, run_id, started_at, settings.dataset_access
+        )
         report = _report(pipeline, run_id, rows, s3, bucket, written)
         if options.logs:
             for node, row in zip(report["nodes"], rows, strict=True):

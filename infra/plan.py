@@ -15,7 +15,7 @@ from typing import Any
 
 from infra import asl, overrides
 from infra.config import NAMESPACE, Settings
-from infra.datasets import task_graph_for
+from infra.datasets import check_dataset_access, task_graph_for, uses_spark
 from infra.errors import UserError
 from infra.graph import PipelineGraph, TaskGraph
 from infra.kedro_project import KedroProject, load_project
@@ -94,6 +94,11 @@ class DeploymentPlan:
     project: KedroProject
     pipelines: Mapping[str, PipelinePlan]
 
+    @property
+    def uses_spark(self) -> bool:
+        """Whether a deployed pipeline has Spark datasets: the default image adds Java."""
+        return uses_spark(p.graph for p in self.pipelines.values())
+
 
 def node_seconds(graph: PipelineGraph, durations: Mapping[str, float]) -> dict[str, float]:
     """Expected seconds per node: by node name, else the largest of its tags'."""
@@ -121,11 +126,13 @@ def plan(settings: Settings) -> DeploymentPlan:
     check_credentials(
         [p.graph for p in pipelines.values()],
         intermediates=settings.intermediates,
+        access=settings.dataset_access,
         credentials_secret=settings.credentials_secret,
         project=project.path,
         package=project.package_name,
         env=settings.kedro_env,
     )
+    check_dataset_access(settings.dataset_access, [p.graph for p in pipelines.values()])
     _check_schedule_params(settings, pipelines)
     return DeploymentPlan(settings=settings, project=project, pipelines=pipelines)
 

@@ -20,20 +20,24 @@ one (a profile the user wrote must itself be valid; merged ones are ours).
 Retries live in the job definition's retry strategy (infrastructure failures
 only), not in ``SubmitJob``: a ``RetryStrategy`` override replaces the whole
 strategy, ``evaluateOnExit`` included, so a task that overrode only the
-attempts would retry its own code's failures. Tasks whose retries differ from
-the default therefore get a job definition of their own (a :class:`JobClass`);
-vCPU, memory and timeout travel as per-task overrides.
+attempts would retry its own code's failures. Fargate ephemeral storage
+(``ephemeralStorage``, GiB) cannot be overridden at all: ``SubmitJob``'s
+container overrides carry command, environment, instance type and resource
+requirements only. Tasks whose retries or storage differ from the default
+therefore get a job definition of their own (a :class:`JobClass`); vCPU,
+memory and timeout travel as per-task overrides.
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Literal
 
-from kedro_batch_runtime.settings import ENV_BUCKET, ENV_INTERMEDIATES
+from kedro_batch_runtime.settings import ENV_BUCKET, ENV_DATASET_ACCESS, ENV_INTERMEDIATES
 
 from infra.asl import JobSpec
 from infra.config import NAMESPACE, Profile, Settings
@@ -60,6 +64,7 @@ FARGATE_SIZES: dict[float, tuple[int, ...]] = {
 }
 FARGATE_MAX_VCPU = max(FARGATE_SIZES)
 FARGATE_MAX_MEMORY = max(FARGATE_SIZES[FARGATE_MAX_VCPU])
+FARGATE_DEFAULT_STORAGE = 20  # GiB of ephemeral storage a Fargate task gets unless told
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +76,7 @@ class Resources:
     gpu: int
     timeout: int  # seconds per attempt
     retries: int  # attempts after the first, on infrastructure failures
+    ephemeral_storage: int = 0  # GiB of Fargate task storage; 0: FARGATE_DEFAULT_STORAGE
 
     @property
     def attempts(self) -> int:
@@ -103,6 +109,7 @@ class Resources:
             gpu=int(values["gpu"]),
             timeout=int(values["timeout"]),
             retries=int(values["retries"]),
+            ephemeral_storage=int(values["ephemeral_storage"]),
         )
 
 
@@ -111,10 +118,12 @@ BUILTIN = Resources(vcpu=1.0, memory=2048, gpu=0, timeout=2 * 3600, retries=2)
 
 @dataclass(frozen=True, slots=True, order=True)
 class JobClass:
-    """Tasks that can share one job definition: same platform, same retry strategy."""
+    """Tasks that can share one job definition: same platform, retry strategy and
+    Fargate ephemeral storage (0: Fargate's default)."""
 
     gpu: bool
     attempts: int
+    ephemeral_storage: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +147,11 @@ class ResourcePlan:
         return self.job_class(self.default)
 
     def job_class(self, resources: Resources) -> JobClass:
-        return JobClass(gpu=resources.gpu > 0, attempts=resources.attempts)
+        return JobClass(
+            gpu=resources.gpu > 0,
+            attempts=resources.attempts,
+            ephemeral_storage=resources.ephemeral_storage,
+        )
 
     @property
     def job_classes(self) -> tuple[JobClass, ...]:
@@ -163,6 +176,7 @@ class ResourcePlan:
             gpu=max(1, self.default.gpu) if gpu else 0,
             timeout=self.default.timeout,
             retries=job_class.attempts - 1,
+            ephemeral_storage=job_class.ephemeral_storage,
         )
 
     def job_specs(
@@ -203,6 +217,11 @@ def job_environment(settings: Settings, bucket: str = LONGEST_BUCKET) -> dict[st
         ENV_INTERMEDIATES: settings.intermediates,
         **QUIET_KEDRO_ENV,
         **({ENV_KEDRO: settings.kedro_env} if settings.kedro_env else {}),
+        **(
+            {ENV_DATASET_ACCESS: json.dumps(dict(settings.dataset_access), sort_keys=True)}
+            if settings.dataset_access
+            else {}
+        ),
     }
 
 
@@ -256,12 +275,15 @@ def node_resources(settings: Settings, node: NodeInfo, default: Resources) -> Re
 def normalise(resources: Resources, platform: Platform) -> Resources:
     """The smallest size ``platform`` runs that covers ``resources``.
 
-    GPU jobs always run on EC2. On EC2, vCPUs are whole. On Fargate the
-    (vCPU, memory) pair must be one of Fargate's sizes: vCPU is raised until
-    the memory fits, then memory is raised to the next size of that vCPU.
+    GPU jobs always run on EC2. On EC2, vCPUs are whole and ephemeral storage
+    is the instance's (a profile inherited from a Fargate default drops it).
+    On Fargate the (vCPU, memory) pair must be one of Fargate's sizes: vCPU is
+    raised until the memory fits, then memory is raised to the next size of
+    that vCPU.
     """
     if resources.gpu or platform == "EC2":
-        return _replace(resources, vcpu=float(max(1, math.ceil(resources.vcpu))))
+        vcpu = float(max(1, math.ceil(resources.vcpu)))
+        return _replace(resources, vcpu=vcpu, ephemeral_storage=0)
     # Validated profiles are within Fargate's caps, so some size always fits.
     vcpu = next(
         v for v, ms in FARGATE_SIZES.items() if v >= resources.vcpu and ms[-1] >= resources.memory
@@ -307,7 +329,8 @@ def _validate_profile(
         where = f" (node {user[0]!r}, via {user[1]})"
     else:
         where = ""
-    problem = _problem(resources, settings)
+    own = resources if name == DEFAULT_PROFILE else settings.profiles[name]
+    problem = _problem(resources, settings) or _storage_problem(own, resources, settings)
     if problem:
         raise UserError(f"invalid config {NAMESPACE}:profiles: profile {name!r}{where}: {problem}")
 
@@ -341,6 +364,17 @@ def _problem(r: Resources, settings: Settings) -> str | None:
             f"it takes {_memory_choices(memories)}"
         )
     return None
+
+
+def _storage_problem(own: Profile | Resources, r: Resources, settings: Settings) -> str | None:
+    """``ephemeralStorage`` set where it cannot apply (by the profile itself)."""
+    if not own.ephemeral_storage or not (r.gpu or platform_of(settings) == "EC2"):
+        return None
+    runs = "GPU jobs run on EC2" if r.gpu else f"{NAMESPACE}:computeType {settings.compute_type}"
+    return (
+        f"ephemeralStorage sizes a Fargate task's disk, and {runs}, where the instance's "
+        "volume holds the task's files: remove it (or size the volume with a launch template)"
+    )
 
 
 # --- helpers --------------------------------------------------------------------

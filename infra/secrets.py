@@ -32,12 +32,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from kedro_batch_runtime.access import Access, decide
 from kedro_batch_runtime.boundaries import storage
 from kedro_batch_runtime.catalog import bucket_relative
 from kedro_batch_runtime.credentials import ENV_CREDENTIALS
 
 from infra.errors import UserError
-from infra.graph import PipelineGraph
+from infra.graph import DatasetInfo, PipelineGraph
 
 CREDENTIALS_KEY = "kedro-batch:credentialsSecret"
 SECRET_ENV_KEY = "kedro-batch:secretEnv"
@@ -162,28 +163,39 @@ def check_secrets_size(secrets: Mapping[str, SecretRef]) -> None:
 # --- which credentials a deployment needs ------------------------------------------
 
 
-def credentials_needed(graph: PipelineGraph, intermediates: str) -> dict[str, list[str]]:
+def credentials_needed(
+    graph: PipelineGraph, intermediates: str, access: Mapping[str, str] | None = None
+) -> dict[str, list[str]]:
     """Credentials name -> the datasets of ``graph`` that use it inside a container.
 
-    A dataset kedro-batch moves into the data bucket uses the job role, and
-    its own credentials are dropped (``kedro_batch_runtime.catalog``).
+    A dataset kedro-batch moves into the data bucket and opens there directly
+    uses the job role, and its own credentials are dropped; one staged through
+    the task's disk (``access``: ``kedro-batch:datasetAccess``) keeps them
+    (``kedro_batch_runtime.catalog``).
     """
     needed: dict[str, list[str]] = {}
     for name, info in graph.datasets.items():
         if not info.credentials:
             continue
         kind = storage(in_catalog=info.in_catalog, type_name=info.type, filepath=info.filepath)
-        if info.filepath and bucket_relative(kind, info.filepath, intermediates) is not None:
+        moved = info.filepath and bucket_relative(kind, info.filepath, intermediates) is not None
+        if moved and not _staged(name, info, access or {}):
             continue
         for credentials in info.credentials:
             needed.setdefault(credentials, []).append(name)
     return needed
 
 
+def _staged(name: str, info: DatasetInfo, access: Mapping[str, str]) -> bool:
+    decision = decide(name, info.type, partition_type=info.partition_type, overrides=access)
+    return decision.access is Access.STAGE
+
+
 def check_credentials(
     graphs: Sequence[PipelineGraph],
     *,
     intermediates: str,
+    access: Mapping[str, str],
     credentials_secret: SecretRef | None,
     project: Path,
     package: str,
@@ -198,7 +210,7 @@ def check_credentials(
         return
     needed: dict[str, list[str]] = {}
     for graph in graphs:
-        for credentials, datasets in credentials_needed(graph, intermediates).items():
+        for credentials, datasets in credentials_needed(graph, intermediates, access).items():
             for dataset in datasets:
                 if dataset not in needed.setdefault(credentials, []):
                     needed[credentials].append(dataset)

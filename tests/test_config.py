@@ -24,8 +24,11 @@ def test_values_arrive_as_pulumi_strings():
             "kedro-batch:maxVcpus": "64",
             "kedro-batch:forceDestroy": "true",
             "kedro-batch:durations": '{"train.fit": 600, "large": 300}',
-            "kedro-batch:profiles": '{"large": {"vcpu": 4, "memory": 16384, "retries": 2}}',
+            "kedro-batch:profiles": (
+                '{"large": {"vcpu": 4, "memory": 16384, "retries": 2, "ephemeralStorage": 50}}'
+            ),
             "kedro-batch:tagProfiles": '{"large": "large"}',
+            "kedro-batch:datasetAccess": '{"features@spark": "direct", "{name}_img": "stage"}',
             "orchestration": "exact",
         }
     )
@@ -33,7 +36,10 @@ def test_values_arrive_as_pulumi_strings():
     assert settings.max_vcpus == 64
     assert settings.force_destroy is True
     assert settings.durations == {"train.fit": 600.0, "large": 300.0}
-    assert settings.profiles["large"] == Profile(vcpu=4.0, memory=16384, retries=2)
+    assert settings.profiles["large"] == Profile(
+        vcpu=4.0, memory=16384, retries=2, ephemeral_storage=50
+    )
+    assert settings.dataset_access == {"features@spark": "direct", "{name}_img": "stage"}
     assert settings.orchestration == "exact"
 
 
@@ -54,6 +60,13 @@ def test_values_arrive_as_pulumi_strings():
             "unknown config key kedro-batch:maxVcpu; did you mean kedro-batch:maxVcpus",
         ),
         ("tagProfiles", '{"large": "huge"}', "selects unknown profile 'huge'"),
+        (
+            "profiles",
+            '{"big": {"ephemeralStorage": 20}}',
+            "profile 'big', ephemeralStorage: got 20; expected a whole number from 21 to 200",
+        ),
+        ("datasetAccess", '{"model": "copy"}', "datasetAccess: 'model': got 'copy'; expected"),
+        ("datasetAccess", '["model"]', "datasetAccess: got '[\"model\"]'; expected an object"),
     ],
 )
 def test_bad_values_name_the_key_and_the_fix(key: str, value: str, message: str):

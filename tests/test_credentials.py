@@ -103,7 +103,7 @@ RUN = RunSettings(run_id="r1", version="2026-11-26T22.34.40.123Z", bucket="b")
 
 
 def test_plan_keeps_credentials_as_references_and_drops_them_where_data_moves():
-    plan = plan_catalog(CONF, PIPELINE, {"n1"}, RUN)
+    plan = plan_catalog(CONF, PIPELINE, {"n1"}, RUN, scratch="/scratch")
     # Moved into the bucket: read with the job role, its own credentials dropped.
     assert plan.config["local_in"]["filepath"] == "s3://b/data/01_raw/in.csv"
     assert "credentials" not in plan.config["local_in"]
@@ -116,7 +116,7 @@ def test_plan_keeps_credentials_as_references_and_drops_them_where_data_moves():
         "parts": ("inner",),  # nested entries count too
         "x_remote": ("other_s3",),  # through the factory pattern
     }
-    assert plan_catalog(CONF, PIPELINE, {"n2"}, RUN).credentials == {}
+    assert plan_catalog(CONF, PIPELINE, {"n2"}, RUN, scratch="/scratch").credentials == {}
 
 
 def test_referenced_follows_kedros_rule():

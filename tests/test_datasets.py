@@ -7,19 +7,24 @@ cycle), and as properties of random pipelines.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kedro_batch_runtime.boundaries import Storage
+from kedro_batch_runtime.layout import DataLayout
 
 from infra.datasets import (
     INTERMEDIATES_KEY,
     Role,
     boundary_datasets,
+    check_dataset_access,
     memory_groups,
+    moved_datasets,
     task_graph_for,
+    uses_spark,
 )
 from infra.errors import UserError
 from infra.graph import (
@@ -220,6 +225,71 @@ def test_a_memory_dataset_nothing_writes_is_refused(example, mode):
     assert "pipeline 'report' reads 3 MemoryDataset(s) that none of its nodes writes" in message
     for name in ("stores", "model_metrics", "lag_coverage"):
         assert f"  - {name} (MemoryDataset): a free input" in message
+
+
+def _with_paths(graph: PipelineGraph, paths: dict[str, tuple[str, str]]) -> PipelineGraph:
+    """``graph`` with datasets moved to ``name -> (type, filepath)``."""
+    datasets = dict(graph.datasets)
+    for name, (type_, filepath) in paths.items():
+        datasets[name] = DatasetInfo(name=name, in_catalog=True, type=type_, filepath=filepath)
+    return replace(graph, datasets=datasets)
+
+
+def _local() -> PipelineGraph:
+    """a -> b -> c over a Spark input on an absolute path, a custom and a pandas dataset."""
+    return _with_paths(
+        make_graph({"a": (["raw"], ["x"]), "b": (["x"], ["y"]), "c": (["y"], ["z"])}, {"z"}),
+        {
+            "raw": ("kedro_datasets.spark.spark_dataset.SparkDataset", "/dbfs/raw/events"),
+            "x": ("my_project.datasets.ImageDataset", "data/02_intermediate/x.png"),
+            "y": ("kedro_datasets.pandas.csv_dataset.CSVDataset", "data/03_primary/y.csv"),
+        },
+    )
+
+
+def test_moved_datasets_say_how_each_local_dataset_reaches_the_bucket():
+    moved = {m.name: m for m in moved_datasets(_local(), {"y": "stage"})}
+    assert sorted(moved) == ["raw", "x", "y"]  # z: memory; nothing else is local
+    assert {n: m.decision.access.value for n, m in moved.items()} == {
+        "raw": "stage",
+        "x": "stage",
+        "y": "stage",
+    }
+    assert moved["y"].decision.reason == "kedro-batch:datasetAccess 'y'"
+    assert (moved["raw"].absolute, moved["raw"].place, moved["raw"].produced) == (
+        True,
+        "dbfs/raw/events",
+        False,
+    )
+    layout = DataLayout("b", "r1")
+    assert moved["x"].location(layout, "V") == "s3://b/runs/r1/data/02_intermediate/x.png"
+    assert moved_datasets(_local(), {})[2].decision.access.value == "direct"  # y: pandas
+    assert uses_spark([_local()]) and not uses_spark([make_graph({"a": (["r"], ["o"])}, set())])
+
+
+def test_dataset_access_keys_must_name_a_dataset_that_moves():
+    check_dataset_access({"x": "direct", "{name}": "stage"}, [_local()])
+    with pytest.raises(UserError, match=r"'xx' is not a dataset .* did you mean 'x'\?"):
+        check_dataset_access({"xx": "stage"}, [_local()])
+    remote = make_graph({"a": (["raw"], ["x"])}, memory=set())
+    with pytest.raises(UserError, match="'raw' matches raw, which kedro-batch does not move"):
+        check_dataset_access({"raw": "stage"}, [remote])
+
+
+@pytest.mark.parametrize("mode", ["persist", "group"])
+def test_a_path_climbing_out_of_the_project_is_refused_at_a_task_boundary(mode):
+    graph = _with_paths(_local(), {"x": ("pandas.CSVDataset", "../shared/x.csv")})
+    with pytest.raises(UserError) as raised:
+        task_graph_for(graph, mode)
+    assert "  - x (local path ../shared/x.csv): written by a, read by b" in str(raised.value)
+    assert "absolute path or an s3:// URL" in str(raised.value)
+
+
+def test_a_path_climbing_out_of_the_project_inside_one_task_is_fine():
+    # a and b are fused by the MemoryDataset m: k never leaves their task.
+    graph = make_graph({"a": (["raw"], ["m", "k"]), "b": (["m", "k"], ["out"])}, {"m"})
+    graph = _with_paths(graph, {"k": ("pandas.CSVDataset", "../scratch/k.csv")})
+    assert [t.nodes for t in task_graph_for(graph, "group").tasks] == [("a", "b")]
 
 
 def test_unknown_mode_names_the_key(graph):

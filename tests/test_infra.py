@@ -68,6 +68,15 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
             "kedro-batch:assignPublicIp": False,
         },
     ),
+    # Large scratch disks for `large` nodes; one dataset staged by config.
+    "storage": (
+        "dev",
+        {
+            "kedro-batch:profiles": {"scratch": {"ephemeralStorage": 50}},
+            "kedro-batch:tagProfiles": {"large": "scratch"},
+            "kedro-batch:datasetAccess": {"model_input": "stage"},
+        },
+    ),
     "invalid": (
         "dev",
         {
@@ -77,7 +86,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
 }
 STACKS = ("dev", "prod")
-DEPLOYED = ("dev", "prod", "ec2", "private")
+DEPLOYED = ("dev", "prod", "ec2", "private", "storage")
 
 
 def synthesize(variant: str) -> Run:
@@ -296,6 +305,23 @@ def test_the_build_tag_follows_the_content_and_skips_ignored_files(tmp_path):
     assert build_inputs(project).tag != first
 
 
+def test_the_default_image_gets_java_for_spark_and_a_new_tag(tmp_path):
+    (tmp_path / "requirements.txt").write_text("kedro\npandas\n")
+    plain = build_inputs(tmp_path)
+    assert plain.build_args == {"REQUIREMENTS": "requirements.txt"}
+    spark = build_inputs(tmp_path, java=True)  # the plan found Spark datasets
+    assert spark.build_args == {"REQUIREMENTS": "requirements.txt", "JAVA": "1"}
+    assert spark.tag != plain.tag  # tags are immutable: new content, new tag
+    (tmp_path / "requirements.txt").write_text("kedro-datasets[spark-local]>=9\n")
+    assert build_inputs(tmp_path).java
+    (tmp_path / "requirements.txt").write_text("kedro\npyspark==4.0.1\n")
+    assert build_inputs(tmp_path).java
+    dockerfile = (REPO_ROOT / "infra" / "Dockerfile").read_text()
+    assert "ARG JAVA=" in dockerfile and "default-jre-headless" in dockerfile
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    assert not build_inputs(tmp_path, java=True).java  # its own Dockerfile decides
+
+
 def test_a_project_with_its_own_dockerfile_uses_it_and_its_ignore_file(tmp_path):
     (tmp_path / "Dockerfile").write_text(f"FROM python:3.11-slim\n{RUNTIME_INSTALL}\n")
     (tmp_path / ".dockerignore").write_text("secrets/\n")
@@ -352,6 +378,23 @@ def test_the_container_environment_names_bucket_intermediates_and_kedro_env(runs
             "DO_NOT_TRACK": "1",
             "KEDRO_DISABLE_TELEMETRY": "true",
         }
+
+
+def test_ephemeral_storage_is_a_job_definition_of_its_own_and_access_reaches_the_runtime(runs):
+    run = runs["storage"]
+    default = named(run, "aws:batch/jobDefinition:JobDefinition", "-job")
+    scratch = named(run, "aws:batch/jobDefinition:JobDefinition", "-job-50gib")
+    # SubmitJob cannot override ephemeral storage: it lives in the definition.
+    assert container(scratch)["ephemeralStorage"] == {"sizeInGiB": 50}
+    assert "ephemeralStorage" not in container(default)
+    definition = definitions(run)["__default__"]
+    large = task_of(definition, "train.fit_ridge_model")["Parameters"]
+    assert submitted(definition, large, "JobDefinition") == arn_of(run, scratch, ":1")
+    small = task_of(definition, "ingest.clean_products")["Parameters"]
+    assert submitted(definition, small, "JobDefinition") == arn_of(run, default, ":1")
+    for job in (default, scratch):
+        env = {e["name"]: e["value"] for e in container(job)["environment"]}
+        assert json.loads(env["KEDRO_BATCH_DATASET_ACCESS"]) == {"model_input": "stage"}
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -172,6 +172,37 @@ def test_other_retries_get_their_own_job_definition_and_never_a_submit_job_overr
     assert specs["ns.fit"].resource_requirements == {}
 
 
+def test_ephemeral_storage_makes_a_job_class_and_a_node_gets_the_largest_it_selects():
+    plan = plan_resources(
+        settings(
+            profiles={"big": {"ephemeralStorage": 100}, "mid": {"ephemeralStorage": 40}},
+            tagProfiles={"large": "big", "small": "mid"},
+        ),
+        pipeline(),
+    )
+    # ns.report is tagged small and large: the larger disk.
+    storage = {task: r.ephemeral_storage for task, r in plan.tasks["p"].items()}
+    assert storage == {"ns.prep": 40, "ns.fit": 100, "ns.report": 100}
+    assert plan.job_classes == (JobClass(False, 3), JobClass(False, 3, 40), JobClass(False, 3, 100))
+    assert plan.base(JobClass(False, 3, 100)).ephemeral_storage == 100
+    specs = plan.job_specs(
+        "p", queue=lambda c: None, definition=lambda c: f"def-{c.ephemeral_storage}"
+    )
+    assert specs["ns.fit"].job_definition == "def-100"
+
+
+def test_gpu_jobs_drop_a_fargate_default_disk_they_cannot_use():
+    plan = plan_resources(
+        settings(
+            profiles={"default": {"ephemeralStorage": 60}, "gpu": {"vcpu": 4, "gpu": 1}},
+            nodeProfiles={"ns.fit": "gpu"},
+        ),
+        pipeline(),
+    )
+    assert plan.tasks["p"]["ns.fit"].ephemeral_storage == 0
+    assert plan.tasks["p"]["ns.prep"].ephemeral_storage == 60
+
+
 def test_timeouts_are_overridden_only_where_they_differ():
     plan = plan_resources(
         settings(profiles={"large": {"timeout": 86400}}, tagProfiles={"large": "large"}),
@@ -220,6 +251,15 @@ def test_timeouts_are_overridden_only_where_they_differ():
         (
             {"computeType": "SPOT", "profiles": {"default": {"vcpu": 0.25, "memory": 512}}},
             "profile 'default' (the default for every node): EC2 takes whole vCPUs, not 0.25",
+        ),
+        (
+            {"profiles": {"gpu": {"gpu": 1, "ephemeralStorage": 50}}},
+            "profile 'gpu': ephemeralStorage sizes a Fargate task's disk, and GPU jobs run on EC2",
+        ),
+        (
+            {"computeType": "EC2", "profiles": {"default": {"ephemeralStorage": 50}}},
+            "profile 'default' (the default for every node): ephemeralStorage sizes a Fargate "
+            "task's disk, and kedro-batch:computeType EC2, where the instance's volume",
         ),
         (
             {

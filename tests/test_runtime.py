@@ -20,6 +20,7 @@ import pytest
 from kedro.io.core import generate_timestamp
 from kedro.pipeline import Node
 from kedro_batch_runtime import cli, records
+from kedro_batch_runtime.access import Access, Decision, decide, override_for
 from kedro_batch_runtime.boundaries import (
     Crossing,
     Storage,
@@ -30,8 +31,9 @@ from kedro_batch_runtime.boundaries import (
 )
 from kedro_batch_runtime.catalog import PICKLE_TYPE, plan_catalog
 from kedro_batch_runtime.datasets import PickleDataset
-from kedro_batch_runtime.layout import DataLayout, project_relative, run_version, versioned_path
+from kedro_batch_runtime.layout import DataLayout, bucket_path, run_version, versioned_path
 from kedro_batch_runtime.settings import RUN_ID_PARAM, RunConfigError, RunSettings
+from kedro_batch_runtime.staging import Staged
 
 from tests.batch_tasks import S3Endpoint, moto_s3, run_task, task_env
 
@@ -87,10 +89,12 @@ def test_settings_read_every_variable():
             "KEDRO_BATCH_PIPELINE": "train",
             "KEDRO_BATCH_BUCKET": "data-bucket",
             "KEDRO_BATCH_INTERMEDIATES": "group",
+            "KEDRO_BATCH_DATASET_ACCESS": '{"{name}@spark": "direct", "images": "stage"}',
         }
     )
     assert run.params == {"train": {"model": {"alpha": 0.5}}}
     assert (run.pipeline, run.bucket, run.intermediates) == ("train", "data-bucket", "group")
+    assert run.access == {"{name}@spark": "direct", "images": "stage"}
 
 
 def test_dotted_params_nest_like_kedro_run_params():
@@ -115,6 +119,8 @@ def test_dotted_params_nest_like_kedro_run_params():
         ({"KEDRO_BATCH_PARAMS": "{oops"}, "KEDRO_BATCH_PARAMS is not valid JSON"),
         ({"KEDRO_BATCH_PARAMS": "[1]"}, "KEDRO_BATCH_PARAMS must be a JSON object"),
         ({"KEDRO_BATCH_INTERMEDIATES": "keep"}, "KEDRO_BATCH_INTERMEDIATES='keep'"),
+        ({"KEDRO_BATCH_DATASET_ACCESS": '{"x": "copy"}'}, "KEDRO_BATCH_DATASET_ACCESS must be"),
+        ({"KEDRO_BATCH_DATASET_ACCESS": "{"}, "KEDRO_BATCH_DATASET_ACCESS is not valid JSON"),
     ],
 )
 def test_settings_errors_name_the_variable(override, message):
@@ -163,18 +169,21 @@ def test_layout_rule():
 
 
 @pytest.mark.parametrize(
-    ("path", "relative"),
+    ("path", "place"),
     [
         ("data/01_raw/x.csv", "data/01_raw/x.csv"),
         ("./data//01_raw/../01_raw/x.csv", "data/01_raw/x.csv"),
-        ("/mnt/efs/x.csv", None),
-        ("../shared/x.csv", None),
+        ("/mnt/efs/x.csv", "mnt/efs/x.csv"),  # absolute: the disk, mirrored
+        ("//dbfs/raw/../x.csv", "dbfs/x.csv"),
+        ("file:///tmp/x.csv", "tmp/x.csv"),
+        ("/", None),
+        ("../shared/x.csv", None),  # out of the project: nothing to mirror
         ("s3://bucket/x.csv", None),
-        ("file:///tmp/x.csv", None),
+        ("gcs://bucket/x.csv", None),
     ],
 )
-def test_project_relative(path, relative):
-    assert project_relative(path) == relative
+def test_bucket_path(path, place):
+    assert bucket_path(path) == place
 
 
 # --- classification ----------------------------------------------------------
@@ -197,6 +206,48 @@ def test_project_relative(path, relative):
 )
 def test_storage(in_catalog, type_name, filepath, expected):
     assert storage(in_catalog=in_catalog, type_name=type_name, filepath=filepath) is expected
+
+
+@pytest.mark.parametrize(
+    ("type_name", "access", "reason"),
+    [
+        ("pandas.CSVDataset", Access.DIRECT, "opens s3:// through fsspec"),
+        ("kedro_datasets.pandas.csv_dataset.CSVDataset", Access.DIRECT, "pandas.CSVDataset"),
+        ("pickle.PickleDataset", Access.DIRECT, "pickle.PickleDataset"),
+        ("spark.SparkDataset", Access.STAGE, "Spark reads s3:// as s3a://"),
+        ("kedro_datasets.spark.spark_dataset.SparkDataset", Access.STAGE, "spark.SparkDataset"),
+        ("spark.DeltaTableDataset", Access.STAGE, "Spark"),
+        ("my_project.datasets.ImageDataset", Access.STAGE, "not known to open s3:// paths"),
+        ("pandas.MyOwnDataset", Access.STAGE, "not known"),  # a family is not a blank cheque
+    ],
+)
+def test_access_by_type(type_name, access, reason):
+    decision = decide("x", type_name)
+    assert decision.access is access
+    assert reason in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("partitions", "access"),
+    [
+        ("pandas.CSVDataset", Access.DIRECT),
+        ("my_project.ImageDataset", Access.STAGE),
+        (None, Access.STAGE),
+    ],
+)
+def test_folder_datasets_follow_their_partitions(partitions, access):
+    decision = decide("x", "partitions.PartitionedDataset", partition_type=partitions)
+    assert decision.access is access
+
+
+def test_access_override_by_name_then_most_specific_pattern():
+    overrides = {"{name}": "stage", "{ns}.{name}_spark": "direct", "a.b_spark": "stage"}
+    assert override_for("a.b_spark", overrides) == "a.b_spark"
+    assert override_for("c.d_spark", overrides) == "{ns}.{name}_spark"
+    assert override_for("raw", overrides) == "{name}"
+    assert override_for("raw", {"other": "stage"}) is None
+    decision = decide("c.d_spark", "spark.SparkDataset", overrides=overrides)
+    assert decision == Decision(Access.DIRECT, "kedro-batch:datasetAccess '{ns}.{name}_spark'")
 
 
 def _f(*args):
@@ -252,8 +303,11 @@ CONF: dict[str, dict[str, Any]] = {
 RUN = RunSettings(run_id="r1", version=VERSION, bucket="b")
 
 
+SCRATCH = "/scratch"
+
+
 def _plan(task, run=RUN):
-    return plan_catalog(CONF, PIPELINE, task, run)
+    return plan_catalog(CONF, PIPELINE, task, run, scratch=SCRATCH)
 
 
 def _targets(plan):
@@ -295,7 +349,28 @@ def test_plan_loads_the_latest_version_of_a_versioned_free_input():
         "filepath": "s3://b/data/06_models/old.pkl",
     }
     assert "out" not in _targets(plan)  # remote and unversioned: left alone
-    assert plan.left_local == ("abs",)
+
+
+def test_plan_moves_absolute_paths_into_the_bucket_like_relative_ones():
+    run = RunSettings(run_id="r1", version=VERSION, bucket="b")
+    conf = {
+        **CONF,
+        "raw": {"type": "pandas.CSVDataset", "filepath": "/dbfs/mnt/raw/raw.csv"},
+        "model": {**CONF["model"], "filepath": "file:///mnt/models/m.pkl"},
+    }
+    plan = plan_catalog(conf, PIPELINE, {"n1", "n2", "n3"}, run, scratch=SCRATCH)
+    targets = _targets(plan)
+    assert targets["raw"] == "s3://b/dbfs/mnt/raw/raw.csv"  # free input: the disk, mirrored
+    assert targets["abs"] == "s3://b/runs/r1/mnt/efs/abs.csv"  # unversioned output: this run's
+    assert targets["model"] == f"s3://b/mnt/models/m.pkl/{VERSION}/m.pkl"
+    assert plan.left_local == ()
+
+
+def test_plan_leaves_paths_climbing_out_of_the_project_where_they_are():
+    conf = {**CONF, "raw": {"type": "pandas.CSVDataset", "filepath": "../shared/raw.csv"}}
+    plan = plan_catalog(conf, PIPELINE, {"n1"}, RUN, scratch=SCRATCH)
+    assert plan.left_local == ("raw",)
+    assert "raw" not in _targets(plan)
 
 
 def test_plan_in_error_mode_moves_nothing_but_still_pins_versions():
@@ -325,6 +400,78 @@ def test_plan_reads_a_transcoded_dataset_where_its_other_format_was_written():
     written = _targets(_plan({"n5"}))["table@spark"]
     assert written == "s3://b/runs/r1/data/03_primary/table.pq"
     assert _targets(_plan({"n4"}))["table@pandas"] == written
+
+
+def _staged(plan):
+    return {s.dataset: s for s in plan.staged}
+
+
+def test_plan_stages_spark_through_scratch_and_lets_pandas_read_the_same_place():
+    plan = _plan({"n5", "n4"})
+    (spark,) = plan.staged
+    remote = "s3://b/runs/r1/data/03_primary/table.pq"
+    assert spark == Staged("table@spark", f"{SCRATCH}/runs/r1/data/03_primary/table.pq", remote)
+    assert plan.config["table@spark"]["filepath"] == spark.local
+    assert plan.config["table@pandas"]["filepath"] == remote  # direct: fsspec reads s3://
+    assert _targets(plan)["table@spark"] == remote  # the move is still reported
+
+
+def test_plan_stages_versioned_outputs_in_their_version_folder_and_inputs_at_the_latest():
+    run = RunSettings(
+        run_id="r1", version=VERSION, bucket="b", access={"model": "stage", "old_model": "stage"}
+    )
+    staged = _staged(_plan({"n2", "n3"}, run))
+    model = f"data/06_models/m.pkl/{VERSION}/m.pkl"
+    assert staged["model"] == Staged("model", f"{SCRATCH}/{model}", f"s3://b/{model}")
+    assert staged["old_model"] == Staged(
+        "old_model",
+        f"{SCRATCH}/data/06_models/old.pkl",
+        "s3://b/data/06_models/old.pkl",
+        latest_version=True,
+    )
+    config = _plan({"n2", "n3"}, run).config
+    assert config["model"]["versioned"] is False  # pinned, as a direct one
+    assert config["old_model"]["versioned"] is True  # Kedro finds the one version fetched
+    assert "remote_model" not in staged  # on remote storage already: never staged
+
+
+def test_plan_access_overrides_win_by_name_then_by_the_most_specific_pattern():
+    run = RunSettings(
+        run_id="r1",
+        version=VERSION,
+        bucket="b",
+        access={"table@spark": "direct", "{name}_features": "stage", "{x}": "direct"},
+    )
+    staged = _staged(_plan({"n2", "n5"}, run))
+    assert set(staged) == {"lag_features"}
+    assert staged["lag_features"].local == f"{SCRATCH}/runs/r1/data/04_feature/lag.pq"
+
+
+def test_plan_stages_custom_types_and_folders_of_them():
+    conf = {
+        **CONF,
+        "raw": {"type": "my_project.datasets.ImageDataset", "filepath": "data/01_raw/img.png"},
+        "lag_features": {
+            "type": "partitions.PartitionedDataset",
+            "path": "data/04_feature/lag",
+            "dataset": {"type": "my_project.datasets.ImageDataset"},
+        },
+        "out": {
+            "type": "partitions.PartitionedDataset",
+            "path": "data/05_out/parts",
+            "dataset": "pandas.CSVDataset",
+        },
+    }
+    plan = plan_catalog(conf, PIPELINE, {"n1", "n2", "n3"}, RUN, scratch=SCRATCH)
+    staged = _staged(plan)
+    assert set(staged) == {"raw", "lag_features"}
+    assert plan.config["lag_features"]["path"] == f"{SCRATCH}/runs/r1/data/04_feature/lag"
+    assert plan.config["out"]["path"] == "s3://b/runs/r1/data/05_out/parts"
+
+
+def test_plan_in_error_mode_stages_nothing():
+    run = RunSettings(run_id="r1", version=VERSION, bucket="b", intermediates="error")
+    assert _plan({"n1", "n2", "n5", "n4"}, run).staged == ()
 
 
 def test_plan_needs_a_bucket_only_to_move_something():

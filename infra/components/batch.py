@@ -23,7 +23,13 @@ from infra.asl import TASK_COMMAND
 from infra.components.roles import service_role
 from infra.components.secrets import JobSecrets
 from infra.config import Settings
-from infra.resources import JobClass, ResourcePlan, Resources, job_environment
+from infra.resources import (
+    FARGATE_DEFAULT_STORAGE,
+    JobClass,
+    ResourcePlan,
+    Resources,
+    job_environment,
+)
 
 # The job definition's own command: harmless, since every Task state overrides it.
 DEFAULT_COMMAND = [*TASK_COMMAND, "--help"]
@@ -363,6 +369,8 @@ def container_properties(
             },
         },
     }
+    if fargate and resources.ephemeral_storage:
+        properties["ephemeralStorage"] = {"sizeInGiB": resources.ephemeral_storage}
     if fargate:
         properties |= {
             "fargatePlatformConfiguration": {"platformVersion": "LATEST"},
@@ -406,8 +414,10 @@ def _named_before_platforms(old: str) -> pulumi.ResourceOptions:
 
 
 def _class_suffix(job_class: JobClass, default: JobClass) -> str:
-    """``""`` for the default class, else e.g. ``-gpu`` or ``-4-attempts``."""
+    """``""`` for the default class, else e.g. ``-gpu``, ``-4-attempts`` or ``-50gib``."""
     suffix = "-gpu" if job_class.gpu else ""
     if job_class.attempts != default.attempts:
         suffix += f"-{job_class.attempts}-attempts"
+    if job_class.ephemeral_storage != default.ephemeral_storage:
+        suffix += f"-{job_class.ephemeral_storage or FARGATE_DEFAULT_STORAGE}gib"
     return suffix

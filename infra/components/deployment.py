@@ -48,7 +48,9 @@ class KedroBatchDeployment(pulumi.ComponentResource):
     ) -> None:
         settings = plan.settings
         resources = plan_resources(settings, plan.pipelines)
-        build = build_inputs(plan.project.path, build_on_preview=settings.build_on_preview)
+        build = build_inputs(
+            plan.project.path, build_on_preview=settings.build_on_preview, java=plan.uses_spark
+        )
         super().__init__("kedro-batch:index:KedroBatchDeployment", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 

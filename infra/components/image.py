@@ -48,6 +48,10 @@ STAGING = "build/.image"
 PLATFORM = docker_build.Platform.LINUX_AMD64
 TAG_PREFIX = "build-"
 CACHE_TAG = "buildcache"
+# A requirement on pyspark itself or a kedro-datasets Spark extra.
+PYSPARK = re.compile(
+    r"^\s*(pyspark\b|kedro[-_]datasets\[[^\]]*spark)", re.IGNORECASE | re.MULTILINE
+)
 
 
 @dataclass(frozen=True)
@@ -85,14 +89,29 @@ class BuildInputs:
     settings: BuildSettings
     tag: str  # build-<16 hex>: a function of the settings and the files sent
 
+    @property
+    def build_args(self) -> dict[str, str]:
+        return dict(self.settings.build_args)
+
+    @property
+    def java(self) -> bool:
+        """Whether the default image installs a JRE (the project uses Spark)."""
+        return "JAVA" in self.build_args
+
 
 def build_inputs(
-    project_dir: Path, *, build_on_preview: bool = False, root: Path = REPO_ROOT
+    project_dir: Path,
+    *,
+    build_on_preview: bool = False,
+    java: bool = False,
+    root: Path = REPO_ROOT,
 ) -> BuildInputs:
     """The project's own Dockerfile if it has one, else the default; ``UserError`` if unusable.
 
     ``root`` is the kedro-batch checkout (its ``runtime/`` is the named context
     ``runtime``); resource paths are relative to it, as Pulumi runs there.
+    ``java``: the plan found Spark datasets; the default image then gets a JRE,
+    as it does when the requirements name ``pyspark``.
     """
     own = project_dir / "Dockerfile"
     requirements = next((r for r in REQUIREMENTS if (project_dir / r).is_file()), None)
@@ -106,12 +125,19 @@ def build_inputs(
     ignore = ignore_file(dockerfile, project_dir)
     if own.is_file():
         check_own_dockerfile(own, ignore)
+        java = False  # the project's Dockerfile installs what the project needs
+    else:
+        text = (project_dir / requirements).read_text(encoding="utf-8") if requirements else ""
+        java = java or bool(PYSPARK.search(text))
     runtime = root / RUNTIME
     settings = BuildSettings(
         context=_relative(project_dir, root),
         named_contexts=((RUNTIME_CONTEXT, _relative(runtime, root)),),
         dockerfile=_relative(dockerfile, root),
-        build_args=(("REQUIREMENTS", requirements or REQUIREMENTS[0]),),
+        build_args=(
+            ("REQUIREMENTS", requirements or REQUIREMENTS[0]),
+            *((("JAVA", "1"),) if java else ()),
+        ),
         platforms=(PLATFORM.value,),
         build_on_preview=build_on_preview,
     )

@@ -4,14 +4,17 @@ Kedro builds a session's catalog from ``config_loader["catalog"]``, and a
 value set on that key explicitly is used instead of the files (a documented
 override). :func:`plan_catalog` computes that value: the project's catalog
 configuration plus an explicit entry for each dataset of the task that has
-to move (see :mod:`kedro_batch_runtime.layout` for where to). Everything
-else stays Kedro's: patterns, credentials, validators, the save version of
-unpinned datasets, and the catalog class the project configured.
+to move (see :mod:`kedro_batch_runtime.layout` for where to, and
+:mod:`kedro_batch_runtime.access` for the datasets that keep a local path in
+the task's scratch folder, staged through it). Everything else stays
+Kedro's: patterns, credentials, validators, the save version of unpinned
+datasets, and the catalog class the project configured.
 
 Planning never sees a credential: entries keep ``credentials: <name>``
 references, which the session resolves. A dataset moved into the data bucket
-loses its ``credentials``: it is read and written with the job role, and
-credentials meant for a local file system would only confuse ``s3fs``.
+and opened there directly loses its ``credentials``: it is read and written
+with the job role, and credentials meant for a local file system would only
+confuse ``s3fs``. A staged one keeps them: it still opens a local file.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 
 from kedro.io import DataCatalog
 
+from kedro_batch_runtime.access import Access, decide, partition_type
 from kedro_batch_runtime.boundaries import (
     NodeLike,
     Storage,
@@ -37,8 +41,9 @@ from kedro_batch_runtime.credentials import (
     unresolved,
     without_credentials,
 )
-from kedro_batch_runtime.layout import project_relative, versioned_path
+from kedro_batch_runtime.layout import DataLayout, bucket_path, versioned_path
 from kedro_batch_runtime.settings import RunConfigError, RunSettings
+from kedro_batch_runtime.staging import Staged
 
 PICKLE_TYPE = "kedro_batch_runtime.datasets.PickleDataset"
 PATH_KEYS = ("filepath", "path")  # ``path``: PartitionedDataset and friends
@@ -57,20 +62,23 @@ class Move:
 class CatalogPlan:
     config: dict[str, Any]
     moves: tuple[Move, ...]
-    # Local paths outside the project (absolute, or climbing out of it):
-    # they stay on the disk of whatever machine runs the task.
+    # Relative paths climbing out of the project: they stay on the disk of
+    # whatever machine runs the task (the deployment refuses them at task
+    # boundaries, so they can only be private to the task).
     left_local: tuple[str, ...]
     # Each dataset of the task -> the credentials names its entry uses.
     credentials: Mapping[str, tuple[str, ...]]
+    staged: tuple[Staged, ...] = ()
 
 
 def bucket_relative(kind: Storage, path: str, intermediates: str) -> str | None:
-    """The project-relative path under which a dataset at ``path`` moves into the
-    data bucket (``kind`` from :func:`~kedro_batch_runtime.boundaries.storage`),
-    or ``None`` when it stays where the catalog says."""
+    """Where in the data bucket a dataset at ``path`` moves (its place: the
+    project-relative path, or an absolute one without its leading ``/``;
+    ``kind`` from :func:`~kedro_batch_runtime.boundaries.storage`), or ``None``
+    when it stays where the catalog says."""
     if kind is not Storage.LOCAL or intermediates == "error":
         return None
-    return project_relative(path)
+    return bucket_path(path)
 
 
 def plan_catalog(
@@ -78,12 +86,15 @@ def plan_catalog(
     pipeline: Sequence[NodeLike],
     task: Collection[str],
     run: RunSettings,
+    *,
+    scratch: str,
 ) -> CatalogPlan:
     """Catalog configuration for the nodes named in ``task`` of ``pipeline``.
 
     ``conf`` is the project's catalog configuration as loaded (relative paths
     still relative). Only datasets that the task's nodes read or write are
-    looked at; the rest of the catalog is passed through untouched.
+    looked at; the rest of the catalog is passed through untouched. Staged
+    datasets get a path under ``scratch`` that mirrors their bucket key.
     """
     # A throwaway catalog answers "in the catalog?" and resolves patterns
     # exactly as the session's will; it creates no dataset and sees no credentials.
@@ -94,6 +105,7 @@ def plan_catalog(
     moves: list[Move] = []
     left_local: list[str] = []
     needs: dict[str, tuple[str, ...]] = {}
+    staged: list[Staged] = []
     for name in _datasets(n for n in pipeline if n.name in task):
         in_catalog = name in resolver
         config = unresolved(resolver.config_resolver.resolve_pattern(name)) if in_catalog else {}
@@ -112,12 +124,16 @@ def plan_catalog(
         produced = base_name(name) in written
         versioned = bool(config.get("versioned"))
         target = path
-        relative = bucket_relative(kind, path, run.intermediates)
-        if relative is not None:
+        layout: DataLayout | None = None  # set when the dataset moves into the bucket
+        staging = False
+        place = bucket_relative(kind, path, run.intermediates)
+        if place is not None:
             layout = run.layout(f"dataset {name!r} ({path})")
-            target = layout.local(relative, produced=produced, versioned=versioned)
-            config = without_credentials(config)
-            needs[name] = referenced(config)
+            target = layout.local(place, produced=produced, versioned=versioned)
+            staging = _access(name, config, run) is Access.STAGE
+            if not staging:
+                config = without_credentials(config)
+                needs[name] = referenced(config)
         elif kind is Storage.LOCAL and run.intermediates != "error":
             left_local.append(name)
         if produced and versioned:
@@ -125,10 +141,24 @@ def plan_catalog(
             entries[name] = {**config, key: target, "versioned": False}
         elif target != path:
             entries[name] = {**config, key: target}
+        if layout is not None and staging:
+            local = f"{scratch.rstrip('/')}/{layout.key(target)}"
+            entries[name] = {**entries[name], key: local}
+            staged.append(Staged(name, local, target, latest_version=versioned and not produced))
         if target != path:
             moves.append(Move(name, path, target))
     needed = {name: names for name, names in needs.items() if names}
-    return CatalogPlan({**conf, **entries}, tuple(moves), tuple(left_local), needed)
+    return CatalogPlan({**conf, **entries}, tuple(moves), tuple(left_local), needed, tuple(staged))
+
+
+def _access(name: str, config: Mapping[str, Any], run: RunSettings) -> Access:
+    type_name = config.get("type")
+    return decide(
+        name,
+        type_name if isinstance(type_name, str) else None,
+        partition_type=partition_type(config),
+        overrides=run.access,
+    ).access
 
 
 def _datasets(nodes: Iterable[NodeLike]) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any
 from kedro.config import MissingConfigException
 from kedro.framework.hooks import hook_impl
 
-from kedro_batch_runtime import records
+from kedro_batch_runtime import records, staging
 from kedro_batch_runtime.catalog import plan_catalog
 from kedro_batch_runtime.credentials import task_credentials
 from kedro_batch_runtime.settings import RunSettings
@@ -32,30 +33,42 @@ logger = logging.getLogger(__name__)
 class _Task:
     run: RunSettings
     nodes: tuple[str, ...]
+    # Staged datasets live here, on the container's disk (Fargate: its
+    # ephemeral storage; TMPDIR moves it); removed when the task ends.
+    scratch: tempfile.TemporaryDirectory[str]
     # The credentials secret's document (KEDRO_BATCH_CREDENTIALS): never shown.
     credentials: str | None = field(default=None, repr=False)
 
 
 class KedroBatchHooks:
     """Moves the task's data and gives it its credentials (``after_context_created``),
-    and times its nodes (a :mod:`~kedro_batch_runtime.records` line as each
-    starts and ends)."""
+    stages what cannot use ``s3://`` itself through a scratch folder (download
+    before the first load, upload after each save), and times its nodes (a
+    :mod:`~kedro_batch_runtime.records` line as each starts and ends)."""
 
     def __init__(self) -> None:
         self._task: _Task | None = None
         self._started: dict[str, float] = {}  # running nodes -> monotonic start
         self._saved: dict[str, set[str]] = {}
+        self._staged: dict[str, staging.Staged] = {}
+        self._fresh: set[str] = set()  # scratch paths that hold this run's data
 
     def activate(
         self, run: RunSettings, nodes: Sequence[str], credentials: str | None = None
     ) -> None:
         """Act for one task; ``credentials`` is the credentials secret's document."""
-        self._task = _Task(run, tuple(nodes), credentials)
-        self._started.clear()
-        self._saved.clear()
+        self.deactivate()
+        scratch = tempfile.TemporaryDirectory(prefix="kedro-batch-scratch-")
+        self._task = _Task(run, tuple(nodes), scratch, credentials)
 
     def deactivate(self) -> None:
+        if self._task is not None:
+            self._task.scratch.cleanup()
         self._task = None
+        self._started.clear()
+        self._saved.clear()
+        self._staged.clear()
+        self._fresh.clear()
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
@@ -69,14 +82,21 @@ class KedroBatchHooks:
             return  # the session reports the unknown pipeline in Kedro's words
         loader = context.config_loader
         plan = plan_catalog(
-            _config(loader, "catalog"), pipelines[run.pipeline].nodes, self._task.nodes, run
+            _config(loader, "catalog"),
+            pipelines[run.pipeline].nodes,
+            self._task.nodes,
+            run,
+            scratch=self._task.scratch.name,
         )
         loader["credentials"] = task_credentials(
             _config(loader, "credentials"), self._task.credentials, plan.config, plan.credentials
         )
         loader["catalog"] = plan.config
+        self._staged = {s.dataset: s for s in plan.staged}
         for move in plan.moves:
-            logger.info("dataset %s: %s -> %s", move.dataset, move.source, move.target)
+            staged = self._staged.get(move.dataset)
+            via = f" (staged through {staged.local})" if staged else ""
+            logger.info("dataset %s: %s -> %s%s", move.dataset, move.source, move.target, via)
         for name in plan.left_local:
             logger.warning(
                 "dataset %s: local path outside the project, left on this machine's disk", name
@@ -87,8 +107,16 @@ class KedroBatchHooks:
     # must still be pinned on the node.
 
     @hook_impl
-    def before_dataset_loaded(self, node: Any) -> None:
+    def before_dataset_loaded(self, dataset_name: str, node: Any) -> None:
         self._start(node)
+        staged = self._staged.get(dataset_name)
+        if staged is not None and staged.local not in self._fresh:
+            copied = staging.download(staged)
+            self._fresh.add(staged.local)
+            logger.info(
+                "dataset %s: downloaded %d file(s), %d bytes, from %s",
+                dataset_name, copied.files, copied.bytes, copied.source,
+            )  # fmt: skip
 
     @hook_impl
     def before_node_run(self, node: Any) -> None:
@@ -101,6 +129,14 @@ class KedroBatchHooks:
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, node: Any) -> None:
+        staged = self._staged.get(dataset_name)
+        if staged is not None:
+            copied = staging.upload(staged)
+            self._fresh.add(staged.local)
+            logger.info(
+                "dataset %s: uploaded %d file(s), %d bytes, to %s",
+                dataset_name, copied.files, copied.bytes, staged.remote,
+            )  # fmt: skip
         if self._task is not None and node.name in self._started:
             saved = self._saved.setdefault(node.name, set())
             saved.add(dataset_name)

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
+from kedro_batch_runtime.access import ACCESSES
 from kedro_batch_runtime.layout import DataLayout, run_version
 
 ENV_RUN_ID = "KEDRO_BATCH_RUN_ID"
@@ -22,6 +23,9 @@ ENV_PARAMS = "KEDRO_BATCH_PARAMS"
 ENV_PIPELINE = "KEDRO_BATCH_PIPELINE"
 ENV_BUCKET = "KEDRO_BATCH_BUCKET"
 ENV_INTERMEDIATES = "KEDRO_BATCH_INTERMEDIATES"
+# kedro-batch:datasetAccess, as the deployment validated it: a JSON object of
+# dataset name or factory pattern -> "stage" | "direct".
+ENV_DATASET_ACCESS = "KEDRO_BATCH_DATASET_ACCESS"
 
 # The runtime parameter that carries the run id into the project's
 # configuration: ``${runtime_params:kedro_batch_run_id, local}``.
@@ -45,6 +49,7 @@ class RunSettings:
     pipeline: str = "__default__"
     bucket: str | None = None
     intermediates: Intermediates = "persist"
+    access: Mapping[str, str] = field(default_factory=dict)  # kedro-batch:datasetAccess
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> RunSettings:
@@ -71,6 +76,7 @@ class RunSettings:
             pipeline=environ.get(ENV_PIPELINE) or "__default__",
             bucket=environ.get(ENV_BUCKET) or None,
             intermediates=cast(Intermediates, intermediates),
+            access=_access(environ.get(ENV_DATASET_ACCESS) or "{}"),
         )
 
     @property
@@ -91,6 +97,19 @@ def _required(environ: Mapping[str, str], name: str) -> str:
     value = environ.get(name, "").strip()
     if not value:
         raise RunConfigError(f"{name} is not set; kedro-batch-task runs one task of a run")
+    return value
+
+
+def _access(raw: str) -> dict[str, str]:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise RunConfigError(f"{ENV_DATASET_ACCESS} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict) or not all(v in ACCESSES for v in value.values()):
+        raise RunConfigError(
+            f"{ENV_DATASET_ACCESS} must be a JSON object of dataset -> "
+            f"{' or '.join(ACCESSES)}, got {raw[:80]!r}"
+        )
     return value
 
 
