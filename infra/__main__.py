@@ -75,6 +75,10 @@ def _synth(args: argparse.Namespace) -> int:
             f"{pipeline.structure_ratio():.2f} at equal durations; {usage.states} states, "
             f"{usage.definition_bytes / 1024:.1f} KiB, ~{usage.history_events} history events"
         )
+    tracking = deployment.tracking
+    print(tracking.describe() if tracking else "MLflow tracking: off")
+    for warning in tracking.warnings if tracking else ():
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"wrote {out}/: {len(synthesis.resources)} resources")
     return 0
 

@@ -16,15 +16,18 @@ import subprocess
 import sys
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
 from infra.errors import UserError
 from infra.graph import DatasetInfo, NodeInfo, PipelineGraph, is_parameter
+from infra.tracking import MlflowFacts
 
 QUIET_KEDRO_ENV = {"DO_NOT_TRACK": "1", "KEDRO_DISABLE_TELEMETRY": "true"}
+# What the default image installs the project's dependencies from, first found.
+REQUIREMENTS_FILES = ("requirements.txt", "src/requirements.txt")
 _USER_ERROR_EXIT = 2
 
 
@@ -37,6 +40,7 @@ class KedroProject:
     kedro_version: str
     registered: tuple[str, ...]
     pipelines: dict[str, PipelineGraph]
+    mlflow: MlflowFacts = field(default_factory=MlflowFacts)
 
 
 def load_project(
@@ -87,6 +91,7 @@ def _load_project(path: Path, pipelines: tuple[str, ...], env: str | None) -> Ke
         kedro_version=data["kedro_version"],
         registered=tuple(data["registered"]),
         pipelines={p["name"]: PipelineGraph.from_json(p) for p in data["pipelines"]},
+        mlflow=MlflowFacts.from_json(data["mlflow"]),
     )
 
 
@@ -181,13 +186,67 @@ def _registry_error(project: Path, package: str, exc: BaseException) -> str:
     )
 
 
+def _mlflow_facts(path: Path, context: Any, disabled: Sequence[str]) -> MlflowFacts:
+    """kedro-mlflow's footprint in the project: its requirements, settings and conf.
+
+    ``disabled`` is the project's own ``DISABLE_HOOKS_FOR_PLUGINS``.
+    """
+    from kedro.config import MissingConfigException
+    from kedro.framework.project import settings
+
+    from infra.tracking import is_kedro_mlflow, requirement_names
+
+    own_dockerfile = (path / "Dockerfile").is_file()
+    requirements = next((r for r in REQUIREMENTS_FILES if (path / r).is_file()), None)
+    conf = path / settings.CONF_SOURCE
+    config_files = tuple(
+        sorted(p.relative_to(path).as_posix() for p in conf.rglob("mlflow*.yml") if p.is_file())
+    )
+    loader = context.config_loader
+    uri = None
+    if config_files:
+        # The patterns kedro-mlflow adds, so the deployed env resolves as it would.
+        loader.config_patterns.setdefault("mlflow", ["mlflow*", "mlflow*/**", "**/mlflow*"])
+        try:
+            server = (loader["mlflow"] or {}).get("server") or {}
+        except MissingConfigException:
+            server = {}
+        except Exception as exc:  # the user's YAML: a resolver or syntax error is theirs
+            raise UserError(
+                f"Kedro could not read {config_files[0]} of {path.name}: {type(exc).__name__}: "
+                f"{exc}; fix it, or set kedro-batch:mlflowTrackingUri"
+            ) from None
+        uri = server.get("mlflow_tracking_uri")
+    return MlflowFacts(
+        requirements=(
+            requirement_names((path / requirements).read_text(encoding="utf-8"))
+            if requirements
+            else frozenset()
+        ),
+        requirements_file=None if own_dockerfile else requirements,
+        config_files=config_files,
+        hook_in_settings=any(
+            type(hook).__module__.startswith("kedro_mlflow.") for hook in settings.HOOKS
+        ),
+        hook_disabled=any(is_kedro_mlflow(n) for n in disabled),
+        uri=str(uri) if uri else None,
+        env=loader.env or loader.default_run_env or "local",
+    )
+
+
 def _load(path: Path, wanted: Sequence[str], env: str | None) -> dict[str, Any]:
     import kedro
     from kedro.framework.project import pipelines as registry
+    from kedro.framework.project import settings
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
+    from kedro_batch_runtime.hooks import KEDRO_MLFLOW_NAMES, disable_plugin_hooks
 
     metadata = bootstrap_project(path)
+    disabled = tuple(settings.DISABLE_HOOKS_FOR_PLUGINS)
+    # Planning reads the project; kedro-mlflow's hook would create an
+    # experiment (a local mlruns/ folder, or a call to the tracking server).
+    disable_plugin_hooks(KEDRO_MLFLOW_NAMES)
     try:
         registered = sorted(registry.keys())
     except Exception as exc:  # the user's code: any failure is theirs to fix
@@ -207,7 +266,9 @@ def _load(path: Path, wanted: Sequence[str], env: str | None) -> dict[str, Any]:
 
     try:
         with KedroSession.create(project_path=path, env=env) as session:
-            catalog = _catalog(cast(KedroSession, session).load_context())
+            context = cast(KedroSession, session).load_context()
+            catalog = _catalog(context)
+            mlflow = _mlflow_facts(path, context, disabled)
     except MissingConfigException as exc:
         where = f"conf/{env}" if env else "conf/"
         raise UserError(
@@ -220,6 +281,7 @@ def _load(path: Path, wanted: Sequence[str], env: str | None) -> dict[str, Any]:
         "kedro_version": kedro.__version__,
         "registered": registered,
         "pipelines": [g.to_json() for g in graphs],
+        "mlflow": mlflow.to_json(),
     }
 
 

@@ -19,6 +19,7 @@ from infra.datasets import task_graph_for
 from infra.graph import PipelineGraph, TaskGraph
 from infra.kedro_project import KedroProject, load_project
 from infra.layout import Layout, critical_path, makespan, structure
+from infra.tracking import Tracking, resolve
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class DeploymentPlan:
     settings: Settings
     project: KedroProject
     pipelines: Mapping[str, PipelinePlan]
+    tracking: Tracking | None = None  # MLflow: None when the project does not use kedro-mlflow
 
 
 def node_seconds(graph: PipelineGraph, durations: Mapping[str, float]) -> dict[str, float]:
@@ -104,4 +106,7 @@ def plan(settings: Settings) -> DeploymentPlan:
             orchestration=settings.orchestration,
             node_seconds=node_seconds(graph, settings.durations),
         )
-    return DeploymentPlan(settings=settings, project=project, pipelines=pipelines)
+    tracking = resolve(project.mlflow, settings.mlflow_tracking_uri)
+    return DeploymentPlan(
+        settings=settings, project=project, pipelines=pipelines, tracking=tracking
+    )

@@ -25,6 +25,7 @@ from infra.components.roles import service_role
 from infra.config import Settings
 from infra.kedro_project import QUIET_KEDRO_ENV
 from infra.resources import JobClass, ResourcePlan, Resources
+from infra.tracking import Tracking
 
 ENV_KEDRO = "KEDRO_ENV"  # Kedro's own: the configuration environment to run with
 
@@ -77,6 +78,7 @@ class BatchCompute(pulumi.ComponentResource):
         repository_arn: pulumi.Input[str],
         bucket: pulumi.Input[str],
         bucket_arn: pulumi.Input[str],
+        tracking: Tracking | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("kedro-batch:index:BatchCompute", name, None, opts)
@@ -110,7 +112,9 @@ class BatchCompute(pulumi.ComponentResource):
             "What Kedro nodes may do: read and write the data bucket",
             account_id,
             pulumi.Output.from_input(bucket_arn).apply(
-                lambda arn: iam.job_role_policy(arn, settings.kms_key_arn)
+                lambda arn: iam.job_role_policy(
+                    arn, settings.kms_key_arn, _mlflow_statements(tracking, settings, arn)
+                )
             ),
         )
         execution_role = self._role(
@@ -126,6 +130,7 @@ class BatchCompute(pulumi.ComponentResource):
             ENV_INTERMEDIATES: settings.intermediates,
             **QUIET_KEDRO_ENV,
             **({ENV_KEDRO: settings.kedro_env} if settings.kedro_env else {}),
+            **(tracking.environment(pulumi.get_stack()) if tracking else {}),
         }
         container = pulumi.Output.all(
             image=image_ref,
@@ -338,6 +343,18 @@ def _container_json(
         )
 
     return render
+
+
+def _mlflow_statements(
+    tracking: Tracking | None, settings: Settings, bucket_arn: str
+) -> list[iam.Policy]:
+    if tracking is None:
+        return []
+    return iam.mlflow_statements(
+        server_arn=tracking.sagemaker_arn,
+        artifact_store=settings.mlflow_artifact_store,
+        partition=bucket_arn.split(":")[1],
+    )
 
 
 def _class_suffix(job_class: JobClass, default: JobClass) -> str:

@@ -49,6 +49,8 @@ class KedroBatchDeployment(pulumi.ComponentResource):
         build = build_inputs(plan.project.path)
         super().__init__("kedro-batch:index:KedroBatchDeployment", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        for warning in plan.tracking.warnings if plan.tracking else ():
+            pulumi.log.warn(warning, resource=self)
 
         storage = DataBucket(
             name,
@@ -84,6 +86,7 @@ class KedroBatchDeployment(pulumi.ComponentResource):
             repository_arn=image.repository_arn,
             bucket=storage.bucket,
             bucket_arn=storage.arn,
+            tracking=plan.tracking,
             opts=child,
         )
         machines = PipelineStateMachines(

@@ -30,6 +30,7 @@ import pulumi_docker_build as docker_build
 
 from infra.config import REPO_ROOT
 from infra.errors import UserError
+from infra.kedro_project import REQUIREMENTS_FILES as REQUIREMENTS
 
 INFRA_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DOCKERFILE = INFRA_DIR / "Dockerfile"
@@ -42,7 +43,6 @@ STAGING_DIR = REPO_ROOT / "build" / ".image"
 PLATFORM = docker_build.Platform.LINUX_AMD64
 TAG_PREFIX = "build-"
 CACHE_TAG = "buildcache"
-REQUIREMENTS = ("requirements.txt", "src/requirements.txt")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kedro.config import MissingConfigException
 from kedro.framework.hooks import hook_impl
@@ -23,7 +23,13 @@ from kedro_batch_runtime import records
 from kedro_batch_runtime.catalog import plan_catalog
 from kedro_batch_runtime.settings import RunSettings
 
+if TYPE_CHECKING:
+    from kedro_batch_runtime.mlflow_run import SharedRun
+
 DISTRIBUTION = "kedro-batch-runtime"  # what DISABLE_HOOKS_FOR_PLUGINS would name
+# kedro-mlflow's distribution name as Kedro compares it: ``kedro_mlflow`` since
+# its 0.14 wheels, ``kedro-mlflow`` before.
+KEDRO_MLFLOW_NAMES = ("kedro_mlflow", "kedro-mlflow")
 logger = logging.getLogger(__name__)
 
 
@@ -31,6 +37,7 @@ logger = logging.getLogger(__name__)
 class _Task:
     run: RunSettings
     nodes: tuple[str, ...]
+    mlflow: SharedRun | None = None
 
 
 class KedroBatchHooks:
@@ -42,15 +49,20 @@ class KedroBatchHooks:
         self._started: dict[str, float] = {}  # running nodes -> monotonic start
         self._saved: dict[str, set[str]] = {}
 
-    def activate(self, run: RunSettings, nodes: Sequence[str]) -> None:
-        self._task = _Task(run, tuple(nodes))
+    def activate(
+        self, run: RunSettings, nodes: Sequence[str], mlflow: SharedRun | None = None
+    ) -> None:
+        self._task = _Task(run, tuple(nodes), mlflow)
         self._started.clear()
         self._saved.clear()
 
     def deactivate(self) -> None:
         self._task = None
 
-    @hook_impl
+    # tryfirst: the shared MLflow run must be active before kedro-mlflow's
+    # own after_context_created looks for one (pluggy otherwise calls the
+    # plugins' implementations in an order no one chose).
+    @hook_impl(tryfirst=True)
     def after_context_created(self, context: Any) -> None:
         # Runs before the session builds its catalog from this loader.
         if self._task is None:
@@ -75,6 +87,8 @@ class KedroBatchHooks:
             logger.warning(
                 "dataset %s: local path outside the project, left on this machine's disk", name
             )
+        if self._task.mlflow is not None:
+            self._task.mlflow.start(context, [n.name for n in pipelines[run.pipeline].nodes])
 
     # A node's run spans loading its inputs to saving its outputs; Kedro's
     # node hooks only wrap the function call, and a failing load or save
@@ -126,6 +140,22 @@ class KedroBatchHooks:
             self._saved.pop(node.name, None)
             logger.info("node %s: finished in %.2fs", node.name, seconds)
             records.write(sys.stderr, "node-end", node=node.name, status="SUCCEEDED")
+
+
+def disable_plugin_hooks(distributions: Sequence[str]) -> None:
+    """Keep these plugins' hooks out of the sessions created from now on.
+
+    Kedro registers every installed plugin's hooks in every session and
+    drops those its project settings list in ``DISABLE_HOOKS_FOR_PLUGINS``;
+    this adds to that list for this process only (call it after
+    ``bootstrap_project``, which loads the project's settings).
+    """
+    from kedro.framework.project import settings
+
+    current = tuple(settings.DISABLE_HOOKS_FOR_PLUGINS)
+    added = tuple(d for d in distributions if d not in current)
+    if added:
+        settings.set("DISABLE_HOOKS_FOR_PLUGINS", current + added)
 
 
 def _config(loader: Any, key: str) -> dict[str, Any]:

@@ -22,6 +22,10 @@ ENV_PARAMS = "KEDRO_BATCH_PARAMS"
 ENV_PIPELINE = "KEDRO_BATCH_PIPELINE"
 ENV_BUCKET = "KEDRO_BATCH_BUCKET"
 ENV_INTERMEDIATES = "KEDRO_BATCH_INTERMEDIATES"
+# Set by the job definition only when the project tracks with kedro-mlflow:
+# every task then logs into one MLflow run (kedro_batch_runtime.mlflow_run).
+ENV_MLFLOW_TRACKING_URI = "KEDRO_BATCH_MLFLOW_TRACKING_URI"
+ENV_STACK = "KEDRO_BATCH_STACK"
 
 # The runtime parameter that carries the run id into the project's
 # configuration: ``${runtime_params:kedro_batch_run_id, local}``.
@@ -45,6 +49,8 @@ class RunSettings:
     pipeline: str = "__default__"
     bucket: str | None = None
     intermediates: Intermediates = "persist"
+    mlflow_tracking_uri: str | None = None
+    stack: str | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> RunSettings:
@@ -71,6 +77,8 @@ class RunSettings:
             pipeline=environ.get(ENV_PIPELINE) or "__default__",
             bucket=environ.get(ENV_BUCKET) or None,
             intermediates=cast(Intermediates, intermediates),
+            mlflow_tracking_uri=environ.get(ENV_MLFLOW_TRACKING_URI) or None,
+            stack=environ.get(ENV_STACK) or None,
         )
 
     @property
