@@ -49,8 +49,6 @@ class KedroBatchDeployment(pulumi.ComponentResource):
         build = build_inputs(plan.project.path)
         super().__init__("kedro-batch:index:KedroBatchDeployment", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        for warning in plan.tracking.warnings if plan.tracking else ():
-            pulumi.log.warn(warning, resource=self)
 
         storage = DataBucket(
             name,
