@@ -87,19 +87,23 @@ class SharedRun:
 
     def start(self, context: Any, pipeline_nodes: Sequence[str]) -> None:
         """Set up MLflow as kedro-mlflow would, then make the shared run the active one."""
-        import mlflow
-        from mlflow.tracking import MlflowClient
-
         config = _kedro_mlflow_config(context)
         if self.run.pipeline in config.tracking.disable_tracking.pipelines:
             logger.info("mlflow.yml disables MLflow tracking for pipeline %s", self.run.pipeline)
             return
         config.server.mlflow_tracking_uri = self.run.mlflow_tracking_uri
         _setup(config, context)
+        self.attach(config.tracking.experiment._experiment.experiment_id, pipeline_nodes)
+
+    def attach(self, experiment_id: str, pipeline_nodes: Sequence[str]) -> None:
+        """Find or create the shared run in ``experiment_id`` and make it active here
+        (MLflow's tracking URI already set)."""
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
         self._pipeline_nodes = tuple(pipeline_nodes)
         self._client = MlflowClient()
-        experiment = config.tracking.experiment._experiment.experiment_id
-        self.run_id = self._get_or_create(experiment)
+        self.run_id = self._get_or_create(experiment_id)
         # A retry or redrive: this task's nodes have not failed (yet).
         self._remove(f"{self.prefix}/{FAILED}/{marker(n)}" for n in self.nodes)
         mlflow.start_run(run_id=self.run_id)
