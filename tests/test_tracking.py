@@ -104,7 +104,7 @@ def test_what_cannot_work_on_aws_is_refused_with_the_fix(uri, override, message)
 
 
 def test_mlflow_yml_without_kedro_mlflow_in_the_image_is_refused():
-    with pytest.raises(UserError, match="requirements.txt does not list kedro-mlflow"):
+    with pytest.raises(UserError, match=r"requirements\.txt does not list kedro-mlflow"):
         resolve(facts(requirements=frozenset({"kedro"})), None)
 
 
