@@ -205,8 +205,13 @@ def _mlflow_facts(path: Path, context: Any, disabled: Sequence[str]) -> MlflowFa
     loader = context.config_loader
     uri = None
     if config_files:
-        # The patterns kedro-mlflow adds, so the deployed env resolves as it would.
+        from omegaconf import OmegaConf
+
+        # The patterns kedro-mlflow adds, so the deployed env resolves as it
+        # would; its ``${km.random_name:}`` (a run name) is never needed here.
         loader.config_patterns.setdefault("mlflow", ["mlflow*", "mlflow*/**", "**/mlflow*"])
+        if not OmegaConf.has_resolver("km.random_name"):
+            OmegaConf.register_new_resolver("km.random_name", lambda: "planning")
         try:
             server = (loader["mlflow"] or {}).get("server") or {}
         except MissingConfigException:

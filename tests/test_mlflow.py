@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import pytest
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
@@ -33,6 +36,13 @@ def infra(*args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "infra", *args],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
+
+
+def assert_stopped(uri: str) -> None:
+    """The tracking server local-run started is gone (its port refuses connections)."""
+    parts = urlsplit(uri)
+    with pytest.raises(OSError), socket.create_connection((parts.hostname, parts.port), 2):
+        pass
 
 
 def test_each_execution_is_one_mlflow_run_and_a_node_failure_fails_it(tmp_path: Path):
@@ -57,6 +67,7 @@ def test_each_execution_is_one_mlflow_run_and_a_node_failure_fails_it(tmp_path: 
     artifact = keep / "mlflow" / "artifacts" / experiment.experiment_id / run.info.run_id
     assert (artifact / "artifacts" / "model.pkl").is_file()  # logged by `train`
     assert f"MLflow run {run.info.run_id}" in first.stderr
+    assert_stopped(report["mlflow"]["tracking_uri"])
 
     second = infra(
         "local-run", *common, str(keep), "--report", str(tmp_path / "2.json"),
@@ -70,6 +81,7 @@ def test_each_execution_is_one_mlflow_run_and_a_node_failure_fails_it(tmp_path: 
     assert failed.info.run_name == failed_report["run_id"] != report["run_id"]
     assert failed.info.status == "FAILED"
     assert failed.data.params["fail"] == "True"
+    assert_stopped(failed_report["mlflow"]["tracking_uri"])
 
 
 def test_synth_refuses_a_local_store_with_the_fix():

@@ -107,8 +107,6 @@ def run_task(project: Path, nodes: list[str], run: RunSettings, log: logging.Log
         session = KedroSession.create(project_path=project, runtime_params=run.runtime_params)
         with session:
             session.run(pipeline_names=[run.pipeline], node_names=nodes)
-        if shared is not None:
-            shared.finish(succeeded=True)
     except RunConfigError as exc:
         return _fail(log, EXIT_USAGE, str(exc))
     except Exception as exc:
@@ -128,6 +126,15 @@ def run_task(project: Path, nodes: list[str], run: RunSettings, log: logging.Log
         return _fail(log, EXIT_FAILED, f"{where}: {type(exc).__name__}: {message}")
     finally:
         hooks.deactivate()
+    if shared is not None:
+        try:
+            shared.finish(succeeded=True)
+        except Exception as exc:  # the data is saved; the run's record is not
+            traceback.print_exc()
+            return _fail(
+                log, EXIT_FAILED, f"the nodes succeeded but the MLflow run was not updated: "
+                f"{type(exc).__name__}: {' '.join(str(exc).split())}",
+            )  # fmt: skip
     return 0
 
 
