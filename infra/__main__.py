@@ -102,6 +102,10 @@ def _synth(args: argparse.Namespace) -> int:
         java=deployment.uses_spark,
     )
     print(describe(build))
+    tracking = deployment.tracking
+    print(tracking.describe() if tracking else "MLflow tracking: off")
+    for warning in tracking.warnings if tracking else ():
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"wrote {out}/: {len(synthesis.resources)} resources")
     return 0
 

@@ -114,6 +114,9 @@ class Settings:
     # day 2
     schedules: tuple[Schedule, ...] = ()
     notifications: Notifications | None = None
+    # MLflow (kedro-mlflow projects)
+    mlflow_tracking_uri: str | None = None
+    mlflow_artifact_store: str | None = None  # s3://bucket[/prefix] the jobs write artifacts to
 
 
 # --- value parsers: raw -> typed, or ValueError with what is accepted ------
@@ -386,6 +389,13 @@ def _zone_ids(raw: Any) -> tuple[str, ...]:
     return value
 
 
+def _s3_prefix(raw: Any) -> str:
+    value = _string(raw)
+    if not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?", value):
+        raise ValueError(f"got {raw!r}; expected an S3 URI such as s3://bucket/mlflow-artifacts")
+    return value.rstrip("/")
+
+
 def _project_dir(raw: Any) -> Path:
     path = Path(_string(raw))
     return path if path.is_absolute() else REPO_ROOT / path
@@ -427,6 +437,8 @@ _KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "tracing": ("tracing", _bool),
     "schedule": ("schedules", _schedules),
     "notifications": ("notifications", _notifications),
+    "mlflowTrackingUri": ("mlflow_tracking_uri", _string),
+    "mlflowArtifactStore": ("mlflow_artifact_store", _s3_prefix),
 }
 
 KEYS = tuple(_KEYS)

@@ -38,6 +38,29 @@ XRAY_ACTIONS = (
     "xray:GetSamplingRules",
     "xray:GetSamplingTargets",
 )
+# What MLflow clients (kedro-mlflow, the runtime, node code) call on a SageMaker
+# MLflow tracking server: runs, experiments, models and traces. Left out: the
+# UI (a person's, not a job's) and deleting experiments, registered models,
+# model versions and traces, which no pipeline run needs. DeleteRun is in:
+# the losing task of a race deletes the run it created.
+MLFLOW_TRACKING_ACTIONS = tuple(
+    f"sagemaker-mlflow:{action}"
+    for action in (
+        "CreateExperiment", "GetExperiment", "GetExperimentByName", "SearchExperiments",
+        "RestoreExperiment", "UpdateExperiment", "SetExperimentTag",
+        "CreateRun", "GetRun", "UpdateRun", "DeleteRun", "RestoreRun", "SearchRuns",
+        "LogBatch", "LogMetric", "LogParam", "LogInputs", "LogModel", "GetMetricHistory",
+        "SetTag", "DeleteTag", "ListArtifacts",
+        "CreateRegisteredModel", "GetRegisteredModel", "UpdateRegisteredModel",
+        "RenameRegisteredModel", "SearchRegisteredModels", "SetRegisteredModelTag",
+        "DeleteRegisteredModelTag", "SetRegisteredModelAlias", "DeleteRegisteredModelAlias",
+        "CreateModelVersion", "GetModelVersion", "UpdateModelVersion", "SearchModelVersions",
+        "GetLatestModelVersions", "GetModelVersionByAlias", "SetModelVersionTag",
+        "DeleteModelVersionTag", "TransitionModelVersionStage",
+        "GetDownloadURIForModelVersionArtifacts",
+        "StartTrace", "EndTrace", "GetTraceInfo", "SearchTraces", "SetTraceTag", "DeleteTraceTag",
+    )
+)  # fmt: skip
 ECR_PULL_ACTIONS = (
     "ecr:BatchCheckLayerAvailability",
     "ecr:GetDownloadUrlForLayer",
@@ -89,8 +112,10 @@ def instance_assume_role() -> Policy:
     )
 
 
-def job_role_policy(bucket_arn: str, kms_key_arn: str | None = None) -> Policy:
-    """What Kedro nodes may do: read and write the data bucket, nothing else."""
+def job_role_policy(
+    bucket_arn: str, kms_key_arn: str | None = None, extra: Sequence[Policy] = ()
+) -> Policy:
+    """What Kedro nodes may do: read and write the data bucket, plus ``extra`` statements."""
     statements = [
         _allow(
             "ReadWriteObjects",
@@ -103,7 +128,34 @@ def job_role_policy(bucket_arn: str, kms_key_arn: str | None = None) -> Policy:
         statements.append(
             _allow("UseBucketKey", ("kms:Decrypt", "kms:GenerateDataKey"), kms_key_arn)
         )
-    return _policy(*statements)
+    return _policy(*statements, *extra)
+
+
+def mlflow_statements(
+    *, server_arn: str | None, artifact_store: str | None, partition: str
+) -> list[Policy]:
+    """Job-role statements for MLflow tracking.
+
+    ``server_arn``: a SageMaker MLflow tracking server (MLflow signs its
+    requests with the job's credentials). ``artifact_store``: the server's
+    ``s3://bucket[/prefix]`` artifact store, which MLflow clients write to
+    directly (SageMaker servers, and servers run without ``--serve-artifacts``).
+    """
+    statements = []
+    if server_arn:
+        statements.append(_allow("TrackWithMlflow", MLFLOW_TRACKING_ACTIONS, server_arn))
+    if artifact_store:
+        bucket, _, prefix = artifact_store.removeprefix("s3://").partition("/")
+        objects = f"arn:{partition}:s3:::{bucket}/{prefix + '/' if prefix else ''}*"
+        statements += [
+            _allow(
+                "ReadWriteMlflowArtifacts",
+                ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"),
+                objects,
+            ),
+            _allow("ListMlflowArtifacts", ("s3:ListBucket",), f"arn:{partition}:s3:::{bucket}"),
+        ]
+    return statements
 
 
 def execution_role_policy(

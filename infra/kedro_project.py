@@ -18,7 +18,7 @@ import sys
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, cast
@@ -27,7 +27,8 @@ from kedro_batch_runtime.access import partition_type
 
 from infra.errors import UserError
 from infra.graph import DatasetInfo, NodeInfo, PipelineGraph, is_parameter
-from infra.task_env import environ, missing_module_message, task_env
+from infra.task_env import REQUIREMENTS, environ, missing_module_message, task_env
+from infra.tracking import MlflowFacts
 
 QUIET_KEDRO_ENV = {"DO_NOT_TRACK": "1", "KEDRO_DISABLE_TELEMETRY": "true"}
 VERBOSE_ENV = "KEDRO_BATCH_VERBOSE"
@@ -45,6 +46,7 @@ class KedroProject:
     pipelines: dict[str, PipelineGraph]
     kedro_env: str = "local"  # the configuration environment loaded (conf/base + conf/<env>)
     python: str = ""  # the environment it was loaded in (task_env.TaskEnv.describe)
+    mlflow: MlflowFacts = field(default_factory=MlflowFacts)
 
 
 def load_project(
@@ -126,6 +128,7 @@ def _load_project(
         pipelines={p["name"]: PipelineGraph.from_json(p) for p in data["pipelines"]},
         kedro_env=data["kedro_env"],
         python=python.describe(),
+        mlflow=MlflowFacts.from_json(data["mlflow"]),
     )
 
 
@@ -415,6 +418,59 @@ def _registry_error(project: _Project, exc: BaseException) -> str:
     )
 
 
+def _mlflow_facts(path: Path, context: Any, disabled: Sequence[str]) -> MlflowFacts:
+    """kedro-mlflow's footprint in the project: its requirements, settings and conf.
+
+    ``disabled`` is the project's own ``DISABLE_HOOKS_FOR_PLUGINS``.
+    """
+    from kedro.config import MissingConfigException
+    from kedro.framework.project import settings
+
+    from infra.tracking import is_kedro_mlflow, requirement_names
+
+    own_dockerfile = (path / "Dockerfile").is_file()
+    requirements = next((r for r in REQUIREMENTS if (path / r).is_file()), None)
+    conf = path / settings.CONF_SOURCE
+    config_files = tuple(
+        sorted(p.relative_to(path).as_posix() for p in conf.rglob("mlflow*.yml") if p.is_file())
+    )
+    loader = context.config_loader
+    uri = None
+    if config_files:
+        from omegaconf import OmegaConf
+
+        # The patterns kedro-mlflow adds, so the deployed env resolves as it
+        # would; its ``${km.random_name:}`` (a run name) is never needed here.
+        loader.config_patterns.setdefault("mlflow", ["mlflow*", "mlflow*/**", "**/mlflow*"])
+        if not OmegaConf.has_resolver("km.random_name"):
+            OmegaConf.register_new_resolver("km.random_name", lambda: "planning")
+        try:
+            server = (loader["mlflow"] or {}).get("server") or {}
+        except MissingConfigException:
+            server = {}
+        except Exception as exc:  # the user's YAML: a resolver or syntax error is theirs
+            raise UserError(
+                f"Kedro could not read {config_files[0]} of {path.name}: {type(exc).__name__}: "
+                f"{exc}; fix it, or set kedro-batch:mlflowTrackingUri"
+            ) from None
+        uri = server.get("mlflow_tracking_uri")
+    return MlflowFacts(
+        requirements=(
+            requirement_names((path / requirements).read_text(encoding="utf-8"))
+            if requirements
+            else frozenset()
+        ),
+        requirements_file=None if own_dockerfile else requirements,
+        config_files=config_files,
+        hook_in_settings=any(
+            type(hook).__module__.startswith("kedro_mlflow.") for hook in settings.HOOKS
+        ),
+        hook_disabled=any(is_kedro_mlflow(n) for n in disabled),
+        uri=str(uri) if uri else None,
+        env=loader.env or loader.default_run_env or "local",
+    )
+
+
 def _load(
     path: Path,
     wanted: Sequence[str],
@@ -424,13 +480,19 @@ def _load(
 ) -> dict[str, Any]:
     import kedro
     from kedro.framework.project import pipelines as registry
+    from kedro.framework.project import settings
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
+    from kedro_batch_runtime.hooks import KEDRO_MLFLOW_NAMES, disable_plugin_hooks
 
     project = _Project(path=path, env=env, requirements=requirements)
     with _project_code(project, "loading the project's settings.py"):
         metadata = bootstrap_project(path)
     project = _Project(path, env, requirements, metadata.package_name)
+    disabled = tuple(settings.DISABLE_HOOKS_FOR_PLUGINS)
+    # Planning reads the project; kedro-mlflow's hook would create an
+    # experiment (a local mlruns/ folder, or a call to the tracking server).
+    disable_plugin_hooks(KEDRO_MLFLOW_NAMES)
     try:
         registered = sorted(registry.keys())
     except Exception as exc:  # the user's code: any failure is theirs to fix
@@ -452,6 +514,7 @@ def _load(
     with reading, KedroSession.create(path, env=env, runtime_params=params) as session:
         context = cast(KedroSession, session).load_context()
         catalog = _catalog(context)
+        mlflow = _mlflow_facts(path, context, disabled)
         # Kedro's default (settings.CONFIG_LOADER_ARGS may change it from "local").
         kedro_env = env or getattr(context.config_loader, "default_run_env", "") or "local"
     datasets = sorted({d for n in wanted for d in registry[n].datasets() if not is_parameter(d)})
@@ -463,6 +526,7 @@ def _load(
         "kedro_env": kedro_env,
         "registered": registered,
         "pipelines": [g.to_json() for g in graphs],
+        "mlflow": mlflow.to_json(),
     }
 
 

@@ -17,12 +17,13 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +43,7 @@ from kedro_batch_runtime.settings import RUN_ID_PARAM
 from rich.console import Console
 
 from infra import progress, timeline, timeline_html
+from infra.config import Settings
 from infra.datasets import Role, boundary_datasets, moved_datasets
 from infra.errors import UserError
 from infra.graph import PipelineGraph, one_task_per_node
@@ -61,6 +63,7 @@ from infra.task_env import (
     missing_module_message,
     task_env,
 )
+from infra.tracking import detect, local_server_needed
 
 # What the default .dockerignore keeps out of the image: a task sees the same.
 IGNORED_NAMES = frozenset(
@@ -70,6 +73,7 @@ LOG_TAIL_LINES = 40
 # The stand-in name local-run plans with when the stack names no credentials secret.
 LOCAL_CREDENTIALS_SECRET = "local-run/emulated-credentials"
 REGION = "us-east-1"
+MLFLOW_START_SECONDS = 180  # a loaded 2-CPU machine takes tens of seconds
 
 
 @dataclass
@@ -160,6 +164,106 @@ def embedded_s3() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+# --- MLflow tracking server ------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def tracking_server(store: Path) -> Iterator[str]:
+    """An MLflow tracking server on 127.0.0.1 and a free port; always stopped.
+
+    Runs and artifacts are kept under ``store`` (``mlflow.db`` and
+    ``artifacts/``), so ``mlflow ui --backend-store-uri sqlite:///<store>/mlflow.db``
+    shows them after the run.
+    """
+    import urllib.request
+
+    store.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = store / "server.log"
+    command = [
+        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+        "--workers", "1", "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
+        "--artifacts-destination", (store / "artifacts").as_uri(),
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true"},
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + MLFLOW_START_SECONDS
+        while True:
+            if proc.poll() is not None:
+                tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-5:]
+                raise UserError(f"the MLflow tracking server did not start: {' / '.join(tail)}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise UserError(
+                    f"the MLflow tracking server did not answer on {url} within "
+                    f"{MLFLOW_START_SECONDS} s; see {log}"
+                )
+            time.sleep(0.5)
+        yield url
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _tracking_uri(
+    options: Options, settings: Settings, resources: ExitStack, console: Console
+) -> str | None:
+    """The tracking URI this run's tasks log to, when the project uses kedro-mlflow:
+    the project's own when it names a server, else a server started here."""
+    facts = load_project(settings.project_dir, settings.pipelines, settings.kedro_env).mlflow
+    if not detect(facts).on:
+        return None
+    if facts.uri and not local_server_needed(facts):
+        uri = facts.uri
+    else:
+        store = (
+            options.keep / "mlflow"
+            if options.keep
+            else Path(resources.enter_context(tempfile.TemporaryDirectory(prefix="mlflow-")))
+        )
+        uri = resources.enter_context(tracking_server(store))
+        where = f", runs kept in {store}" if options.keep else ""
+        console.print(f"MLflow tracking server at {uri}{where}")
+    return uri
+
+
+def _mlflow_report(s3: Any, bucket: str, run_id: str, uri: str) -> dict[str, Any]:
+    """The shared MLflow run the tasks recorded in the bucket (``mlflow_run.RUN_FILE``)."""
+    from kedro_batch_runtime.mlflow_run import FOLDER, RUN_FILE
+
+    key = f"{RUNS_PREFIX}/{run_id}/{FOLDER}/{RUN_FILE}"
+    try:
+        found = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except s3.exceptions.NoSuchKey:
+        return {"tracking_uri": uri, "run_id": None}
+    url = f"{uri}/#/experiments/{found['experiment_id']}/runs/{found['run_id']}"
+    return {"tracking_uri": uri, **found, "url": url if uri.startswith("http") else None}
 
 
 def _s3_client(endpoint: str) -> Any:
@@ -523,28 +627,33 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
     """Run one pipeline end to end; returns the report.
 
     Raises ``UserError`` (before anything runs when it can), and ``Interrupted``
-    on SIGTERM or SIGINT once every task process, the embedded S3 and the
-    temporary folder are gone.
+    on SIGTERM or SIGINT once every task process, the embedded S3, an MLflow
+    server it started and the temporary folder are gone.
     """
     console = console or Console(stderr=True)
     _check_outputs(options)
-    with _interruptible():
-        return _local_run(options, console)
+    # resources: e.g. an MLflow server, stopped on every exit path
+    with _interruptible(), ExitStack() as resources:
+        return _local_run(options, console, resources)
 
 
-def _local_run(options: Options, console: Console) -> dict[str, Any]:
+def _local_run(options: Options, console: Console, resources: ExitStack) -> dict[str, Any]:
     overrides = dict(options.overrides)
     settings = stack_settings(options.stack, overrides)
     pipeline = options.pipeline or settings.pipelines[0]
     if pipeline not in settings.pipelines:  # run one the stack does not deploy (yet)
         overrides["pipelines"] = json.dumps([*settings.pipelines, pipeline])
         settings = stack_settings(options.stack, overrides)
+    mlflow_uri = _tracking_uri(options, settings, resources, console)
+    if mlflow_uri:  # the jobs log there, as on AWS they log to the stack's server
+        overrides["mlflowTrackingUri"] = mlflow_uri
     # The project's local credentials play the credentials secret, whether or
     # not the stack names one yet (then pulumi up still asks for it).
     credentials = local_credentials_document(settings.project_dir, settings.kedro_env)
     emulated_only = credentials is not None and settings.credentials_secret is None
     if emulated_only:
         overrides["credentialsSecret"] = LOCAL_CREDENTIALS_SECRET
+    if mlflow_uri or emulated_only:
         settings = stack_settings(options.stack, overrides)
     deployment = plan(settings)
     graph = deployment.pipelines[pipeline].graph
@@ -644,6 +753,12 @@ def _local_run(options: Options, console: Console) -> dict[str, Any]:
             for node, row in zip(report["nodes"], rows, strict=True):
                 log = runner.logs.get(row.job_id or "")
                 node["log"] = str(log) if log else None
+        if mlflow_uri:
+            report["mlflow"] = _mlflow_report(s3, bucket, run_id, mlflow_uri)
+            console.print(
+                f"MLflow run {report['mlflow']['run_id']}: "
+                f"{report['mlflow'].get('url') or mlflow_uri}"
+            )
         if options.keep:
             _download(s3, bucket, options.keep)
             console.print(

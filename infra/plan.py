@@ -22,6 +22,7 @@ from infra.kedro_project import KedroProject, load_project
 from infra.layout import Layout, critical_path, makespan, structure
 from infra.resources import job_environment
 from infra.secrets import check_credentials
+from infra.tracking import Tracking, resolve
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class DeploymentPlan:
     settings: Settings
     project: KedroProject
     pipelines: Mapping[str, PipelinePlan]
+    tracking: Tracking | None = None  # MLflow: None when the project does not use kedro-mlflow
 
     @property
     def uses_spark(self) -> bool:
@@ -111,6 +113,7 @@ def node_seconds(graph: PipelineGraph, durations: Mapping[str, float]) -> dict[s
 
 def plan(settings: Settings) -> DeploymentPlan:
     project = load_project(settings.project_dir, settings.pipelines, settings.kedro_env)
+    tracking = resolve(project.mlflow, settings.mlflow_tracking_uri)
     pipelines = {}
     for name in settings.pipelines:
         graph = project.pipelines[name]
@@ -120,7 +123,7 @@ def plan(settings: Settings) -> DeploymentPlan:
             tasks=task_graph_for(graph, settings.intermediates, env=settings.kedro_env),
             orchestration=settings.orchestration,
             node_seconds=node_seconds(graph, settings.durations),
-            job_environment=job_environment(settings),
+            job_environment=job_environment(settings, tracking=tracking),
         )
         pipelines[name].params_room  # noqa: B018 (checks every task now, before any resource)
     check_credentials(
@@ -134,7 +137,9 @@ def plan(settings: Settings) -> DeploymentPlan:
     )
     check_dataset_access(settings.dataset_access, [p.graph for p in pipelines.values()])
     _check_schedule_params(settings, pipelines)
-    return DeploymentPlan(settings=settings, project=project, pipelines=pipelines)
+    return DeploymentPlan(
+        settings=settings, project=project, pipelines=pipelines, tracking=tracking
+    )
 
 
 def _check_schedule_params(settings: Settings, pipelines: Mapping[str, PipelinePlan]) -> None:

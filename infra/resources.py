@@ -44,6 +44,7 @@ from infra.config import NAMESPACE, Profile, Settings
 from infra.errors import UserError
 from infra.graph import NodeInfo
 from infra.kedro_project import QUIET_KEDRO_ENV
+from infra.tracking import Tracking
 
 if TYPE_CHECKING:
     from infra.plan import PipelinePlan
@@ -208,10 +209,18 @@ ENV_KEDRO = "KEDRO_ENV"  # Kedro's own: the configuration environment to run wit
 # The data bucket's name is known only once it exists; the longest S3 allows
 # stands in for it wherever the environment is measured before then.
 LONGEST_BUCKET = "x" * 63
+# Likewise the stack's name (Pulumi allows 100 characters).
+LONGEST_STACK = "x" * 100
 
 
-def job_environment(settings: Settings, bucket: str = LONGEST_BUCKET) -> dict[str, str]:
-    """The environment every job definition gives its containers."""
+def job_environment(
+    settings: Settings,
+    bucket: str = LONGEST_BUCKET,
+    tracking: Tracking | None = None,
+    stack: str = LONGEST_STACK,
+) -> dict[str, str]:
+    """The environment every job definition gives its containers (``tracking``:
+    the shared MLflow run's, when the project tracks with kedro-mlflow)."""
     return {
         ENV_BUCKET: bucket,
         ENV_INTERMEDIATES: settings.intermediates,
@@ -222,6 +231,7 @@ def job_environment(settings: Settings, bucket: str = LONGEST_BUCKET) -> dict[st
             if settings.dataset_access
             else {}
         ),
+        **(tracking.environment(stack) if tracking else {}),
     }
 
 

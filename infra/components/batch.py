@@ -30,6 +30,7 @@ from infra.resources import (
     Resources,
     job_environment,
 )
+from infra.tracking import Tracking
 
 # The job definition's own command: harmless, since every Task state overrides it.
 DEFAULT_COMMAND = [*TASK_COMMAND, "--help"]
@@ -81,6 +82,7 @@ class BatchCompute(pulumi.ComponentResource):
         bucket: pulumi.Input[str],
         bucket_arn: pulumi.Input[str],
         secrets: JobSecrets | None = None,
+        tracking: Tracking | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("kedro-batch:index:BatchCompute", name, None, opts)
@@ -121,7 +123,9 @@ class BatchCompute(pulumi.ComponentResource):
             "What Kedro nodes may do: read and write the data bucket",
             account_id,
             pulumi.Output.from_input(bucket_arn).apply(
-                lambda arn: iam.job_role_policy(arn, settings.kms_key_arn)
+                lambda arn: iam.job_role_policy(
+                    arn, settings.kms_key_arn, _mlflow_statements(tracking, settings, arn)
+                )
             ),
         )
         secret_arns = secrets.arns if secrets else pulumi.Output.from_input([])
@@ -148,7 +152,7 @@ class BatchCompute(pulumi.ComponentResource):
             log_group=log_group.name,
             region=region,
             environment=pulumi.Output.from_input(bucket).apply(
-                lambda name: job_environment(settings, name)
+                lambda name: job_environment(settings, name, tracking, pulumi.get_stack())
             ),
             secrets=secrets.value_from if secrets else {},
         )
@@ -411,6 +415,18 @@ def _platform(fargate: bool) -> str:
 def _named_before_platforms(old: str) -> pulumi.ResourceOptions:
     """Stacks deployed before the platform joined the name keep their resources."""
     return pulumi.ResourceOptions(aliases=[pulumi.Alias(name=old)])
+
+
+def _mlflow_statements(
+    tracking: Tracking | None, settings: Settings, bucket_arn: str
+) -> list[iam.Policy]:
+    if tracking is None:
+        return []
+    return iam.mlflow_statements(
+        server_arn=tracking.sagemaker_arn,
+        artifact_store=settings.mlflow_artifact_store,
+        partition=bucket_arn.split(":")[1],
+    )
 
 
 def _class_suffix(job_class: JobClass, default: JobClass) -> str:

@@ -93,6 +93,7 @@ class KedroBatchDeployment(pulumi.ComponentResource):
                 kms_key_arn=settings.secrets_kms_key_arn,
                 opts=pulumi.InvokeOutputOptions(parent=self),
             ),
+            tracking=plan.tracking,
             opts=child,
         )
         machines = PipelineStateMachines(

@@ -20,6 +20,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from kedro_batch_runtime import records
 from kedro_batch_runtime.credentials import ENV_CREDENTIALS
@@ -110,13 +111,22 @@ def run_task(
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
-    from kedro_batch_runtime.hooks import hooks
+    from kedro_batch_runtime.hooks import KEDRO_MLFLOW_NAMES, disable_plugin_hooks, hooks
 
     log.info("run %s, version %s: nodes %s", run.run_id, run.version, ", ".join(nodes))
-    hooks.activate(run, nodes, credentials)
+    shared = None
+    if run.mlflow_tracking_uri:  # the project tracks with kedro-mlflow: one run for all tasks
+        from kedro_batch_runtime.mlflow_run import SharedRun
+
+        shared = SharedRun(run, nodes)
+    hooks.activate(run, nodes, credentials, shared)
     try:
         bootstrap_project(project)
         _check_hook_enabled()
+        if shared is None:
+            # Tracking is off for this deployment: a kedro-mlflow installed
+            # anyway must not start a run per task.
+            disable_plugin_hooks(KEDRO_MLFLOW_NAMES)
         session = KedroSession.create(project_path=project, runtime_params=run.runtime_params)
         with session:
             session.run(pipeline_names=[run.pipeline], node_names=nodes)
@@ -124,6 +134,8 @@ def run_task(
         return _fail(log, EXIT_USAGE, str(exc))
     except Exception as exc:
         traceback.print_exc()
+        if shared is not None:
+            _finish_failed(shared, log)
         running = hooks.running()
         if running:
             hooks.failed(running[0], exc)
@@ -137,7 +149,24 @@ def run_task(
         return _fail(log, EXIT_FAILED, f"{where}: {type(exc).__name__}: {message}")
     finally:
         hooks.deactivate()
+    if shared is not None:
+        try:
+            shared.finish(succeeded=True)
+        except Exception as exc:  # the data is saved; the run's record is not
+            traceback.print_exc()
+            return _fail(
+                log, EXIT_FAILED, f"the nodes succeeded but the MLflow run was not updated: "
+                f"{type(exc).__name__}: {' '.join(str(exc).split())}",
+            )  # fmt: skip
     return 0
+
+
+def _finish_failed(shared: Any, log: logging.Logger) -> None:
+    """Mark the shared MLflow run FAILED; the node's own error stays the task's message."""
+    try:
+        shared.finish(succeeded=False)
+    except Exception as exc:  # the server may be what failed
+        log.error("could not mark the MLflow run FAILED: %s: %s", type(exc).__name__, exc)
 
 
 def _check_hook_enabled() -> None:

@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kedro.config import MissingConfigException
 from kedro.framework.hooks import hook_impl
@@ -25,7 +25,13 @@ from kedro_batch_runtime.catalog import plan_catalog
 from kedro_batch_runtime.credentials import task_credentials
 from kedro_batch_runtime.settings import RunSettings
 
+if TYPE_CHECKING:
+    from kedro_batch_runtime.mlflow_run import SharedRun
+
 DISTRIBUTION = "kedro-batch-runtime"  # what DISABLE_HOOKS_FOR_PLUGINS would name
+# kedro-mlflow's distribution name as Kedro compares it: ``kedro_mlflow`` since
+# its 0.14 wheels, ``kedro-mlflow`` before.
+KEDRO_MLFLOW_NAMES = ("kedro_mlflow", "kedro-mlflow")
 logger = logging.getLogger(__name__)
 
 
@@ -38,6 +44,7 @@ class _Task:
     scratch: tempfile.TemporaryDirectory[str]
     # The credentials secret's document (KEDRO_BATCH_CREDENTIALS): never shown.
     credentials: str | None = field(default=None, repr=False)
+    mlflow: SharedRun | None = None
 
 
 class KedroBatchHooks:
@@ -54,12 +61,17 @@ class KedroBatchHooks:
         self._fresh: set[str] = set()  # scratch paths that hold this run's data
 
     def activate(
-        self, run: RunSettings, nodes: Sequence[str], credentials: str | None = None
+        self,
+        run: RunSettings,
+        nodes: Sequence[str],
+        credentials: str | None = None,
+        mlflow: SharedRun | None = None,
     ) -> None:
-        """Act for one task; ``credentials`` is the credentials secret's document."""
+        """Act for one task; ``credentials`` is the credentials secret's document,
+        ``mlflow`` the execution's shared MLflow run when the project tracks with it."""
         self.deactivate()
         scratch = tempfile.TemporaryDirectory(prefix="kedro-batch-scratch-")
-        self._task = _Task(run, tuple(nodes), scratch, credentials)
+        self._task = _Task(run, tuple(nodes), scratch, credentials, mlflow)
 
     def deactivate(self) -> None:
         if self._task is not None:
@@ -70,7 +82,10 @@ class KedroBatchHooks:
         self._staged.clear()
         self._fresh.clear()
 
-    @hook_impl
+    # tryfirst: the shared MLflow run must be active before kedro-mlflow's
+    # own after_context_created looks for one (pluggy otherwise calls the
+    # plugins' implementations in an order no one chose).
+    @hook_impl(tryfirst=True)
     def after_context_created(self, context: Any) -> None:
         # Runs before the session builds its catalog from this loader.
         if self._task is None:
@@ -101,6 +116,8 @@ class KedroBatchHooks:
             logger.warning(
                 "dataset %s: local path outside the project, left on this machine's disk", name
             )
+        if self._task.mlflow is not None:
+            self._task.mlflow.start(context, [n.name for n in pipelines[run.pipeline].nodes])
 
     # A node's run spans loading its inputs to saving its outputs; Kedro's
     # node hooks only wrap the function call, and a failing load or save
@@ -168,6 +185,22 @@ class KedroBatchHooks:
             self._saved.pop(node.name, None)
             logger.info("node %s: finished in %.2fs", node.name, seconds)
             records.write(sys.stderr, "node-end", node=node.name, status="SUCCEEDED")
+
+
+def disable_plugin_hooks(distributions: Sequence[str]) -> None:
+    """Keep these plugins' hooks out of the sessions created from now on.
+
+    Kedro registers every installed plugin's hooks in every session and
+    drops those its project settings list in ``DISABLE_HOOKS_FOR_PLUGINS``;
+    this adds to that list for this process only (call it after
+    ``bootstrap_project``, which loads the project's settings).
+    """
+    from kedro.framework.project import settings
+
+    current = tuple(settings.DISABLE_HOOKS_FOR_PLUGINS)
+    added = tuple(d for d in distributions if d not in current)
+    if added:
+        settings.set("DISABLE_HOOKS_FOR_PLUGINS", current + added)
 
 
 def _config(loader: Any, key: str) -> dict[str, Any]:

@@ -26,6 +26,10 @@ ENV_INTERMEDIATES = "KEDRO_BATCH_INTERMEDIATES"
 # kedro-batch:datasetAccess, as the deployment validated it: a JSON object of
 # dataset name or factory pattern -> "stage" | "direct".
 ENV_DATASET_ACCESS = "KEDRO_BATCH_DATASET_ACCESS"
+# Set by the job definition only when the project tracks with kedro-mlflow:
+# every task then logs into one MLflow run (kedro_batch_runtime.mlflow_run).
+ENV_MLFLOW_TRACKING_URI = "KEDRO_BATCH_MLFLOW_TRACKING_URI"
+ENV_STACK = "KEDRO_BATCH_STACK"
 
 # The runtime parameter that carries the run id into the project's
 # configuration: ``${runtime_params:kedro_batch_run_id, local}``.
@@ -50,6 +54,8 @@ class RunSettings:
     bucket: str | None = None
     intermediates: Intermediates = "persist"
     access: Mapping[str, str] = field(default_factory=dict)  # kedro-batch:datasetAccess
+    mlflow_tracking_uri: str | None = None
+    stack: str | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> RunSettings:
@@ -77,6 +83,8 @@ class RunSettings:
             bucket=environ.get(ENV_BUCKET) or None,
             intermediates=cast(Intermediates, intermediates),
             access=_access(environ.get(ENV_DATASET_ACCESS) or "{}"),
+            mlflow_tracking_uri=environ.get(ENV_MLFLOW_TRACKING_URI) or None,
+            stack=environ.get(ENV_STACK) or None,
         )
 
     @property
