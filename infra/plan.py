@@ -1,24 +1,38 @@
 """From validated settings to what gets deployed, before any resource exists.
 
 ``plan`` loads the Kedro project, checks every deployed pipeline and fixes
-the task graph per pipeline. Everything that can be wrong with the user's
-input is found here, so ``pulumi preview`` and ``synth`` fail with one clear
-message before a single resource is registered.
+the task graph per pipeline: the intermediates mode's tasks, grouped by the
+``grouping`` strategy (:mod:`infra.grouping`). Everything that can be wrong
+with the user's input is found here, so ``pulumi preview`` and ``synth`` fail
+with one clear message before a single resource is registered.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from infra import asl
-from infra.config import Settings
+from infra.config import NAMESPACE, Settings, job_start_seconds
 from infra.datasets import task_graph_for
+from infra.errors import UserError
 from infra.graph import PipelineGraph, TaskGraph
+from infra.grouping import Grouping, Model, NodeCost, group
 from infra.kedro_project import KedroProject, load_project
 from infra.layout import Layout, critical_path, makespan, structure
+from infra.overrides import fits
+from infra.resources import (
+    Resources,
+    billing_weight,
+    check_profiles,
+    default_resources,
+    node_resources,
+    normalise,
+    platform_of,
+)
 
 
 @dataclass(frozen=True)
@@ -30,6 +44,8 @@ class PipelinePlan:
     tasks: TaskGraph
     orchestration: str
     node_seconds: Mapping[str, float]
+    # The grouping strategy's result: the tasks above, their layout and figures.
+    grouping: Grouping | None = None
 
     @cached_property
     def layout(self) -> Layout | None:
@@ -37,6 +53,8 @@ class PipelinePlan:
         (the split into machines, each definition) must agree on it."""
         if self.orchestration != "structured":
             return None
+        if self.grouping is not None:
+            return self.grouping.layout
         return structure(
             self.tasks.names, self.tasks.parents, self.tasks.durations(self.node_seconds)
         )
@@ -92,16 +110,75 @@ def node_seconds(graph: PipelineGraph, durations: Mapping[str, float]) -> dict[s
     return result
 
 
+def durations_known(graph: PipelineGraph, durations: Mapping[str, float]) -> bool:
+    """Whether ``kedro-batch:durations`` says anything about this pipeline's nodes."""
+    return any(n.name in durations or not n.tags.isdisjoint(durations) for n in graph.nodes)
+
+
+def cost_model(settings: Settings, graph: PipelineGraph, seconds: Mapping[str, float]) -> Model:
+    """The grouping cost model of one deployed pipeline (``infra.grouping``)."""
+    platform = platform_of(settings)
+    default = default_resources(settings)
+    resources = {
+        n.name: normalise(node_resources(settings, n, default), platform) for n in graph.nodes
+    }
+
+    def weigh(vcpu: float, memory: int) -> float:
+        return billing_weight(Resources(vcpu, memory, 0, 0, 0), platform, default)
+
+    def fits_overrides(nodes: Sequence[str]) -> bool:
+        command = [*asl.TASK_COMMAND, "--nodes", ",".join(nodes)]
+        return fits(command, pipeline=graph.name)
+
+    return Model(
+        job_start=job_start_seconds(settings),
+        mode=settings.orchestration,
+        nodes={
+            name: NodeCost(
+                seconds=seconds[name],
+                vcpu=r.vcpu,
+                memory=r.memory,
+                job_class=(r.gpu > 0, r.attempts),
+            )
+            for name, r in resources.items()
+        },
+        weigh=weigh,
+        fits=fits_overrides,
+        durations_known=durations_known(graph, settings.durations),
+    )
+
+
 def plan(settings: Settings) -> DeploymentPlan:
     project = load_project(settings.project_dir, settings.pipelines, settings.kedro_env)
+    graphs = {name: project.pipelines[name] for name in settings.pipelines}
+    check_profiles(settings, graphs)
+    _check_durations(settings, graphs)
     pipelines = {}
-    for name in settings.pipelines:
-        graph = project.pipelines[name]
+    for name, graph in graphs.items():
+        seconds = node_seconds(graph, settings.durations)
+        atoms = task_graph_for(graph, settings.intermediates, env=settings.kedro_env)
+        chosen = group(graph, atoms, settings.grouping, cost_model(settings, graph, seconds))
         pipelines[name] = PipelinePlan(
             name=name,
             graph=graph,
-            tasks=task_graph_for(graph, settings.intermediates, env=settings.kedro_env),
+            tasks=chosen.tasks,
             orchestration=settings.orchestration,
-            node_seconds=node_seconds(graph, settings.durations),
+            node_seconds=seconds,
+            grouping=chosen,
         )
     return DeploymentPlan(settings=settings, project=project, pipelines=pipelines)
+
+
+def _check_durations(settings: Settings, graphs: Mapping[str, PipelineGraph]) -> None:
+    """Every ``durations`` key must name a deployed node or one of their tags:
+    a typo would silently leave the model guessing."""
+    known = {n.name for g in graphs.values() for n in g.nodes}
+    tags = {t for g in graphs.values() for n in g.nodes for t in n.tags}
+    for key in settings.durations:
+        if key not in known and key not in tags:
+            hint = difflib.get_close_matches(key, sorted(known | tags), n=1)
+            fix = f"did you mean {hint[0]!r}?" if hint else "use fully-qualified node names"
+            raise UserError(
+                f"invalid config {NAMESPACE}:durations: {key!r} is neither a node nor a tag of "
+                f"the deployed pipelines ({', '.join(graphs)}); {fix}"
+            )
