@@ -454,17 +454,29 @@ def safe_fusion(atoms: _Atoms, layout: Layout | None) -> tuple[list[list[int]], 
     """
     if layout is None:
         return _fuse_exact_chains(atoms), None
-    groups: dict[str, list[int]] = {str(a): [a] for a in range(atoms.count)}
-    counter = 0
 
-    def mergeable(a: list[int], b: list[int]) -> bool:
+    def same_resources(a: list[int], b: list[int]) -> bool:
         first, second = a[0], b[0]
-        same = (
+        return (
             atoms.vcpu[first] == atoms.vcpu[second]
             and atoms.memory[first] == atoms.memory[second]
             and atoms.job_class[first] == atoms.job_class[second]
+            and atoms.model.fits(atoms.node_names([*a, *b]))
         )
-        return same and atoms.model.fits(atoms.node_names([*a, *b]))
+
+    return _fuse_series([[a] for a in range(atoms.count)], layout, same_resources)
+
+
+def _fuse_series(
+    groups: Sequence[list[int]],
+    layout: Layout,
+    mergeable: Callable[[list[int], list[int]], bool],
+) -> tuple[list[list[int]], Layout]:
+    """Merge consecutive leaves of every ``Series`` of ``layout`` (leaves:
+    group indices as strings) where ``mergeable`` allows: see
+    :func:`safe_fusion` for why that never lengthens the layout's makespan."""
+    keyed: dict[str, list[int]] = {str(i): list(g) for i, g in enumerate(groups)}
+    counter = 0
 
     def series(parts: list[Layout]) -> Layout:
         nonlocal counter
@@ -474,11 +486,11 @@ def safe_fusion(atoms: _Atoms, layout: Layout | None) -> tuple[list[list[int]], 
             if (
                 isinstance(part, Leaf)
                 and isinstance(last, Leaf)
-                and mergeable(groups[last.task], groups[part.task])
+                and mergeable(keyed[last.task], keyed[part.task])
             ):
                 counter += 1
                 key = f"\0fused{counter}"
-                groups[key] = groups.pop(last.task) + groups.pop(part.task)
+                keyed[key] = keyed.pop(last.task) + keyed.pop(part.task)
                 fused[-1] = Leaf(key)
             else:
                 fused.append(part)
@@ -488,9 +500,9 @@ def safe_fusion(atoms: _Atoms, layout: Layout | None) -> tuple[list[list[int]], 
         fold(layout, lambda leaf: leaf, series, lambda bs: Parallel(tuple(bs)))
     )
     order = {leaf: i for i, leaf in enumerate(_leaves(fused_layout))}
-    keyed = sorted(groups.items(), key=lambda kv: order[kv[0]])
-    return [sorted(g) for _, g in keyed], _rename(
-        fused_layout, {k: str(i) for i, (k, _) in enumerate(keyed)}
+    ranked = sorted(keyed.items(), key=lambda kv: order[kv[0]])
+    return [sorted(g) for _, g in ranked], _rename(
+        fused_layout, {k: str(i) for i, (k, _) in enumerate(ranked)}
     )
 
 
@@ -604,6 +616,21 @@ def _hull(p: _Partition, tm: _Times, x: int, y: int, budget: _Budget) -> set[int
     return below & above
 
 
+def _closure(p: _Partition, tm: _Times, group: set[int], budget: _Budget) -> set[int]:
+    """``group`` and every task on a path between two of its tasks (convex, so
+    merging it keeps the task graph acyclic)."""
+    low = min(tm.position[t] for t in group)
+    high = max(tm.position[t] for t in group)
+    below: set[int] = set()
+    for t in group:
+        below |= _reach(t, p.children, lambda c: tm.position[c] <= high)
+    above: set[int] = set()
+    for t in group:
+        above |= _reach(t, p.parents, lambda c: tm.position[c] >= low)
+    budget.spend(len(below) + len(above))
+    return group | (below & above)
+
+
 def _reach(start: int, edges: Mapping[int, set[int]], allowed: Callable[[int], bool]) -> set[int]:
     seen = {start}
     stack = [start]
@@ -682,13 +709,21 @@ def _time_step(p: _Partition, tm: _Times, budget: _Budget) -> bool:
     path = _critical(p, tm)
     limit = tm.length - _EPS * max(1.0, tm.length)
     moves: list[tuple[float, int, str, object]] = []
-    for i, x in enumerate(path):
-        for y in path[i + 1 : i + 1 + _WINDOW]:
-            group = _hull(p, tm, x, y, budget)
-            members = sorted(a for t in group for a in p.members[t])
-            through = _through_merge(p, tm, group, members)
-            if through < limit and len({p.atoms.job_class[a] for a in members}) == 1:
-                moves.append((through, len(moves), "merge", group))
+    groups = [
+        _hull(p, tm, x, y, budget)
+        for i, x in enumerate(path)
+        for y in path[i + 1 : i + 1 + _WINDOW]
+    ]
+    # Stars: a task with all its children, or all its parents (they then run
+    # one after another in one job, without a start-up each).
+    groups += [_closure(p, tm, {x, *p.children[x]}, budget) for x in path if len(p.children[x]) > 1]
+    groups += [_closure(p, tm, {x, *p.parents[x]}, budget) for x in path if len(p.parents[x]) > 1]
+    for group in groups:
+        members = sorted(a for t in group for a in p.members[t])
+        through = _through_merge(p, tm, group, members)
+        if through < limit and len({p.atoms.job_class[a] for a in members}) == 1:
+            moves.append((through, len(moves), "merge", group))
+    for x in path:
         if len(p.members[x]) > 1:
             for parts in _splits(p, x):
                 budget.spend(len(p.members[x]))
@@ -780,35 +815,28 @@ def _evaluate(
     graph: PipelineGraph,
     groups: Sequence[Sequence[int]],
     layout: Layout | None = None,
-    budget_seconds: float = 1.0,
 ) -> _Candidate:
-    """The model's figures for these groups; ``layout`` (with leaves named by
-    group index) is used as given, else the structured layout is searched."""
+    """The model's figures for these groups; ``layout`` (leaves: group indices
+    as strings) is used as given, else the structured layout is searched."""
     model = atoms.model
     tasks = _task_graph(atoms, graph, groups)
-    by_nodes = {t.nodes[0]: t.name for t in tasks.tasks}
-    probe = _Partition(atoms, groups)
-    seconds: dict[str, float] = {}
-    billed = 0.0
-    for g in groups:
-        name = by_nodes[atoms.node_names(g)[0]]
-        seconds[name] = probe.seconds(g)
-        billed += seconds[name] * probe.weight(g)
+    by_first = {atoms.node_names(g)[0]: (i, g) for i, g in enumerate(groups)}
+    ordered = [list(by_first[t.nodes[0]][1]) for t in tasks.tasks]
+    probe = _Partition(atoms, ordered)
+    seconds = {t.name: probe.seconds(g) for t, g in zip(tasks.tasks, ordered, strict=True)}
+    billed = sum(
+        seconds[t.name] * probe.weight(g) for t, g in zip(tasks.tasks, ordered, strict=True)
+    )
     if model.mode == "exact":
         run = critical_path(tasks.names, tasks.parents, seconds)
         chosen: Layout | None = None
     else:
         if layout is not None:
-            names = {str(i): by_nodes[atoms.node_names(g)[0]] for i, g in enumerate(groups)}
-            chosen = _rename(layout, names)
+            chosen = _rename(layout, {str(by_first[t.nodes[0]][0]): t.name for t in tasks.tasks})
         else:
-            chosen = structure_layout(
-                tasks.names, tasks.parents, seconds, budget_seconds=budget_seconds
-            )
+            chosen = structure_layout(tasks.names, tasks.parents, seconds)
         run = makespan(chosen, seconds)
-    return _Candidate(
-        [list(g) for g in groups], tasks, seconds, chosen, Figures(run, billed, len(groups))
-    )
+    return _Candidate(ordered, tasks, seconds, chosen, Figures(run, billed, len(groups)))
 
 
 def group(
@@ -827,18 +855,13 @@ def group(
     """
     units = _Atoms(graph, atoms, model)
     singles = [[a] for a in range(units.count)]
-    none = _evaluate(units, graph, singles, budget_seconds=budget_seconds)
+    none = _evaluate(units, graph, singles)
     if strategy == "none":
         chosen = none
     elif strategy == "namespace":
         chosen = _evaluate(units, graph, _namespace_groups(units, graph))
     elif not model.durations_known:
-        layout = (
-            None
-            if none.layout is None
-            else _rename(none.layout, {t: str(i) for i, t in enumerate(units.names)})
-        )
-        groups, fused = safe_fusion(units, layout)
+        groups, fused = safe_fusion(units, _by_atom(none))
         chosen = _evaluate(units, graph, groups, layout=fused)
     else:
         chosen = _auto(units, graph, none, budget_seconds)
@@ -854,16 +877,39 @@ def group(
     )
 
 
+def _by_atom(none: _Candidate) -> Layout | None:
+    """The one-task-per-atom layout with atom numbers for leaves."""
+    if none.layout is None:
+        return None
+    names = {t.name: str(g[0]) for t, g in zip(none.tasks.tasks, none.groups, strict=True)}
+    return _rename(none.layout, names)
+
+
+def _tightened(atoms: _Atoms, graph: PipelineGraph, candidate: _Candidate) -> _Candidate:
+    """``candidate`` with the consecutive leaves of its layout's series merged
+    wherever that does not raise the bill: the run only gets shorter
+    (:func:`safe_fusion`'s argument holds for any layout)."""
+    if candidate.layout is None:
+        return candidate
+    probe = _Partition(atoms, candidate.groups)
+
+    def cheaper(a: list[int], b: list[int]) -> bool:
+        both = [*a, *b]
+        billed = probe.seconds(a) * probe.weight(a) + probe.seconds(b) * probe.weight(b)
+        return probe.seconds(both) * probe.weight(both) <= billed + _EPS and probe.can_share(both)
+
+    index = {t.name: str(i) for i, t in enumerate(candidate.tasks.tasks)}
+    groups, layout = _fuse_series(candidate.groups, _rename(candidate.layout, index), cheaper)
+    if len(groups) == len(candidate.groups):
+        return candidate
+    return _evaluate(atoms, graph, groups, layout=layout)
+
+
 def _auto(
     atoms: _Atoms, graph: PipelineGraph, none: _Candidate, budget_seconds: float
 ) -> _Candidate:
     """The best of the simple strategies and of the search from each of them."""
-    layout = (
-        None
-        if none.layout is None
-        else _rename(none.layout, {t: str(i) for i, t in enumerate(atoms.names)})
-    )
-    safe, _ = safe_fusion(atoms, layout)
+    safe, _ = safe_fusion(atoms, _by_atom(none))
     seed_groups = [
         [[a] for a in range(atoms.count)],
         safe,
@@ -891,7 +937,7 @@ def _auto(
         if length > best.figures.seconds * (1 + 1e-9) + _EPS:
             break
         groups = [p.members[t] for t in sorted(p.members, key=lambda t: p.members[t][0])]
-        candidate = _evaluate(atoms, graph, groups)
+        candidate = _tightened(atoms, graph, _evaluate(atoms, graph, groups))
         if (candidate.figures.seconds, candidate.figures.billed_job_seconds) < (
             best.figures.seconds - _EPS * max(1.0, best.figures.seconds),
             math.inf,
@@ -902,3 +948,34 @@ def _auto(
         ):
             best = candidate
     return best
+
+
+def compare(
+    graph: PipelineGraph, atoms: TaskGraph, model: Model, *, budget_seconds: float = 1.0
+) -> dict[str, Grouping]:
+    """Every strategy the model can judge, for benchmarks and reviews: ``auto``,
+    ``namespace``, ``none``, ``memory`` (kedro-airflow's ``--group-by memory``)
+    and ``one-job`` (everything in as few jobs as the constraints allow)."""
+    units = _Atoms(graph, atoms, model)
+    none = _evaluate(units, graph, [[a] for a in range(units.count)])
+    result = {
+        "auto": group(graph, atoms, "auto", model, budget_seconds=budget_seconds),
+        "namespace": group(graph, atoms, "namespace", model),
+        "none": group(graph, atoms, "none", model),
+    }
+    for name, groups in (
+        ("memory", _memory_groups(units, graph)),
+        ("one-job", _one_job(units)),
+    ):
+        chosen = _evaluate(units, graph, groups)
+        result[name] = Grouping(
+            strategy="none",
+            tasks=chosen.tasks,
+            layout=chosen.layout,
+            seconds=chosen.seconds,
+            expected=chosen.figures,
+            one_per_node=none.figures,
+            job_start=model.job_start,
+            durations_known=model.durations_known,
+        )
+    return result
