@@ -123,3 +123,30 @@ def test_split_exact_pipeline_runs_its_parts_locally(monkeypatch: pytest.MonkeyP
         overrides={"projectDir": str(TINY), **NO_ENV, "orchestration": "exact"}
     )
     assert {n["status"] for n in report["nodes"]} == {"SUCCEEDED"}, output
+
+
+@pytest.mark.parametrize(
+    ("grouping", "measured", "jobs"),
+    [
+        ("auto", False, 3),  # without durations: alpha's chain becomes one job
+        ("auto", True, 1),  # measured, and all short: one job
+        ("namespace", False, 2),
+        ("none", False, 5),
+    ],
+)
+def test_every_grouping_runs_every_node_once_after_its_dependencies(grouping, measured, jobs):
+    from infra.kedro_project import load_project
+
+    graph = load_project(NAMESPACED).pipelines["__default__"]
+    overrides = {"projectDir": str(NAMESPACED), **NO_ENV, "grouping": grouping}
+    if measured:
+        overrides["durations"] = json.dumps(dict.fromkeys(graph.node_names, 1.0))
+    report, output = run_quiet(overrides=overrides)
+    nodes = {n["name"]: n for n in report["nodes"]}
+    assert len(report["nodes"]) == len(nodes) == len(graph.nodes), output
+    assert {n["status"] for n in nodes.values()} == {"SUCCEEDED"}, output
+    assert len({n["task"] for n in nodes.values()}) == jobs
+    for child, parents in graph.parents.items():
+        for parent in parents:
+            if nodes[parent]["task"] != nodes[child]["task"]:
+                assert nodes[parent]["finished"] <= nodes[child]["started"]
