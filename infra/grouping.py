@@ -41,7 +41,7 @@ import math
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from infra.datasets import memory_groups
 from infra.graph import PipelineGraph, TaskGraph, group_tasks
@@ -49,6 +49,7 @@ from infra.layout import Layout, Leaf, Parallel, Series, critical_path, fold, ma
 from infra.layout import structure as structure_layout
 
 Strategy = Literal["auto", "namespace", "none"]
+N = TypeVar("N", bound=Hashable)
 GROUPINGS: tuple[Strategy, ...] = ("auto", "namespace", "none")
 
 # Work units one second of planning buys in CPython (like infra.layout's budget):
@@ -119,17 +120,17 @@ class _Atoms:
     def __init__(self, graph: PipelineGraph, atoms: TaskGraph, model: Model) -> None:
         self.model = model
         index = {name: i for i, name in enumerate(graph.node_names)}
-        names = list(atoms.names)
+        by_name = {t.name: t for t in atoms.tasks}
+        # Atoms numbered in a topological order (Kedro's where it can), so
+        # parents have smaller numbers.
         order = _topological(
-            names, {t: sorted(ps) for t, ps in atoms.parents.items()}, key=lambda t: t
+            list(atoms.names),
+            {t: sorted(ps) for t, ps in atoms.parents.items()},
+            key=lambda t: min(index[n] for n in by_name[t].nodes),
         )
         position = {t: i for i, t in enumerate(order)}
-        # Atoms numbered in a topological order, so parents have smaller numbers.
-        by_name = {t.name: t for t in atoms.tasks}
-        self.tasks = [by_name[t] for t in order]
-        self.names = order
         self.nodes: list[tuple[str, ...]] = [
-            tuple(sorted(t.nodes, key=index.__getitem__)) for t in self.tasks
+            tuple(sorted(by_name[t].nodes, key=index.__getitem__)) for t in order
         ]
         self.first = [index[ns[0]] for ns in self.nodes]
         self.parents = [sorted(position[p] for p in atoms.parents.get(t, ())) for t in order]
@@ -298,14 +299,14 @@ def _times(p: _Partition, budget: _Budget | None = None) -> _Times:
 
 
 def _topological(
-    names: Sequence[Hashable],
-    parents: Mapping[Hashable, Iterable[Hashable]],
-    key: Callable[[Hashable], object],
-) -> list:  # type: ignore[type-arg]
+    names: Sequence[N],
+    parents: Mapping[N, Iterable[N]],
+    key: Callable[[N], Any],
+) -> list[N]:
     """Kahn's algorithm, smallest ``key`` first among the ready: deterministic.
     Raises ``ValueError`` on a cycle."""
-    waiting = {n: 0 for n in names}
-    children: dict[Hashable, list[Hashable]] = {n: [] for n in names}
+    waiting = dict.fromkeys(names, 0)
+    children: dict[N, list[N]] = {n: [] for n in names}
     for n in names:
         for q in parents.get(n, ()):
             waiting[n] += 1
@@ -515,12 +516,16 @@ def _concat(lists: list[list[str]]) -> list[str]:
 
 
 def _rename(layout: Layout, names: Mapping[str, str]) -> Layout:
-    return fold(
-        layout,
-        lambda leaf: Leaf(names[leaf.task]),
-        lambda parts: Series(tuple(parts)),
-        lambda branches: Parallel(tuple(branches)),
-    )
+    def leaf(node: Leaf) -> Layout:
+        return Leaf(names[node.task])
+
+    def series(parts: list[Layout]) -> Layout:
+        return Series(tuple(parts))
+
+    def parallel(branches: list[Layout]) -> Layout:
+        return Parallel(tuple(branches))
+
+    return fold(layout, leaf, series, parallel)
 
 
 def _fuse_exact_chains(atoms: _Atoms) -> list[list[int]]:
@@ -708,7 +713,7 @@ def _time_step(p: _Partition, tm: _Times, budget: _Budget) -> bool:
     """Apply the move that shortens the critical path most, if any does."""
     path = _critical(p, tm)
     limit = tm.length - _EPS * max(1.0, tm.length)
-    moves: list[tuple[float, int, str, object]] = []
+    moves: list[tuple[float, int, set[int] | tuple[int, list[list[int]]]]] = []
     groups = [
         _hull(p, tm, x, y, budget)
         for i, x in enumerate(path)
@@ -722,31 +727,27 @@ def _time_step(p: _Partition, tm: _Times, budget: _Budget) -> bool:
         members = sorted(a for t in group for a in p.members[t])
         through = _through_merge(p, tm, group, members)
         if through < limit and len({p.atoms.job_class[a] for a in members}) == 1:
-            moves.append((through, len(moves), "merge", group))
+            moves.append((through, len(moves), group))
     for x in path:
         if len(p.members[x]) > 1:
             for parts in _splits(p, x):
                 budget.spend(len(p.members[x]))
                 through = _through_split(p, tm, x, parts)
                 if through < limit:
-                    moves.append((through, len(moves), "split", (x, parts)))
-    moves.sort(key=lambda m: (m[0], m[1]))
+                    moves.append((through, len(moves), (x, parts)))
+    moves.sort(key=lambda m: (m[0], m[1]))  # the most promising first
     best: tuple[float, float, _Partition] | None = None
-    for through, _, kind, arg in moves:
-        if best is not None and through >= best[0]:
-            break
-        if budget.left <= 0:
+    for through, _, move in moves:
+        # A move's path through it bounds its critical path from below.
+        if (best is not None and through >= best[0]) or budget.left <= 0:
             break
         q = p.copy()
-        if kind == "merge":
-            group = arg  # type: ignore[assignment]
-            members = [a for t in group for a in p.members[t]]  # type: ignore[attr-defined]
-            if not p.can_share(members):
+        if isinstance(move, set):
+            if not p.can_share([a for t in move for a in p.members[t]]):
                 continue
-            q.merge(group)  # type: ignore[arg-type]
+            q.merge(move)
         else:
-            tid, parts = arg  # type: ignore[misc]
-            q.split(tid, parts)
+            q.split(*move)
         length = _times(q, budget).length
         if length < limit and (best is None or (length, q.billed()) < best[:2]):
             best = (length, q.billed(), q)
