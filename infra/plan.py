@@ -10,6 +10,7 @@ with one clear message before a single resource is registered.
 from __future__ import annotations
 
 import difflib
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -102,12 +103,20 @@ class DeploymentPlan:
 
 
 def node_seconds(graph: PipelineGraph, durations: Mapping[str, float]) -> dict[str, float]:
-    """Expected seconds per node: by node name, else the largest of its tags'."""
-    result: dict[str, float] = {}
+    """Expected seconds per node: by node name, else the largest of its tags'.
+
+    A node neither names is taken to run as long as the median measured node
+    of the pipeline (1 s when none is measured: all equal), so a partial
+    ``durations`` does not make the grouping fuse the unmeasured nodes as if
+    they took no time.
+    """
+    known: dict[str, float] = {}
     for node in graph.nodes:
         by_tag = [durations[t] for t in sorted(node.tags) if t in durations]
-        result[node.name] = durations.get(node.name, max(by_tag, default=1.0))
-    return result
+        if node.name in durations or by_tag:
+            known[node.name] = durations.get(node.name, max(by_tag, default=0.0))
+    fallback = statistics.median(known.values()) if known else 1.0
+    return {node.name: known.get(node.name, fallback) for node in graph.nodes}
 
 
 def durations_known(graph: PipelineGraph, durations: Mapping[str, float]) -> bool:

@@ -410,3 +410,14 @@ def test_state_names_say_what_a_fused_task_runs():
 def test_unknown_strategy_is_refused_before_planning():
     with pytest.raises(UserError, match="kedro-batch:grouping"):
         parse({"grouping": "memory"})
+
+
+def test_unmeasured_nodes_count_as_the_median_measured_one():
+    from infra.plan import durations_known, node_seconds
+
+    graph = graph_of({"a": [], "b": ["a"], "c": ["b"], "d": ["c"]})
+    assert node_seconds(graph, {}) == dict.fromkeys("abcd", 1.0)
+    assert not durations_known(graph, {})
+    seconds = node_seconds(graph, {"a": 10.0, "b": 30.0, "c": 600.0})
+    assert seconds == {"a": 10.0, "b": 30.0, "c": 600.0, "d": 30.0}
+    assert durations_known(graph, {"a": 10.0})
