@@ -37,7 +37,6 @@ vCPU and memory of its nodes, and the model bills it so.
 from __future__ import annotations
 
 import heapq
-import math
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -62,6 +61,8 @@ _EPS = 1e-6
 _WINDOW = 4
 # Most cut points tried when splitting one task in two.
 _CUTS = 12
+# Most of the search's results laid out (each costs one structured layout).
+_LAID_OUT = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -573,20 +574,26 @@ def search(seeds: Sequence[_Partition], budget: _Budget) -> list[_Partition]:
 
     The critical path (a lower bound of the structured layout's makespan) is
     what the descent optimises; the candidates are then judged on the real
-    layout by :func:`group`.
+    layout by :func:`group`. Merges that keep the critical path can still
+    cost the structured layout (a less series-parallel graph needs more added
+    precedence), so each descent also hands back where its first run-time
+    phase ended, before any merge for the bill.
     """
     share = budget.left / max(1, len(seeds))
-    return [_descend(seed.copy(), _Budget(share)) for seed in seeds]
+    return [p for seed in seeds for p in _descend(seed.copy(), _Budget(share))]
 
 
-def _descend(p: _Partition, budget: _Budget) -> _Partition:
+def _descend(p: _Partition, budget: _Budget) -> list[_Partition]:
+    found: list[_Partition] = []
     while budget.left > 0:
         tm = _times(p, budget)
         if _time_step(p, tm, budget):
             continue
+        if not found:
+            found.append(p.copy())
         if not _billing_pass(p, tm, budget):
             break
-    return p
+    return [*found, p]
 
 
 def _critical(p: _Partition, tm: _Times) -> list[int]:
@@ -909,45 +916,56 @@ def _tightened(atoms: _Atoms, graph: PipelineGraph, candidate: _Candidate) -> _C
 def _auto(
     atoms: _Atoms, graph: PipelineGraph, none: _Candidate, budget_seconds: float
 ) -> _Candidate:
-    """The best of the simple strategies and of the search from each of them."""
-    safe, _ = safe_fusion(atoms, _by_atom(none))
-    seed_groups = [
+    """The best of the simple strategies and of the search from each of them.
+
+    Laying a candidate out is the expensive step, so candidates are laid out
+    in order of their critical path (a lower bound of their makespan), and
+    only while that bound can beat the best so far; at most ``_LAID_OUT`` of
+    the search's results are laid out, but every simple strategy that can
+    still win is, so ``auto`` is never slower than any of them. The safe
+    fusions need no search: their layout is one task per node's, contracted.
+    """
+    safe_groups, safe_layout = safe_fusion(atoms, _by_atom(none))
+    best = _better(none, _evaluate(atoms, graph, safe_groups, layout=safe_layout))
+    simple = [
         [[a] for a in range(atoms.count)],
-        safe,
+        safe_groups,
         _namespace_groups(atoms, graph),
         _memory_groups(atoms, graph),
         _one_job(atoms),
     ]
-    seeds = [_Partition(atoms, g) for g in seed_groups]
-    budget = _Budget(budget_seconds * _UNITS_PER_SECOND)
-    found = search(seeds, budget)
-    unique: dict[frozenset[frozenset[int]], _Partition] = {}
-    for p in [*seeds, *found]:
-        unique.setdefault(p.key(), p)
-    # The critical path bounds a structured layout's makespan from below: lay
-    # out the most promising first and skip what cannot beat the best so far.
-    ranked = sorted(
-        ((_times(p).length, p.billed(), i, p) for i, p in enumerate(unique.values())),
-        key=lambda r: r[:3],
-    )
-    best = none
+    seeds = [_Partition(atoms, g) for g in simple]
+    found = search(seeds, _Budget(budget_seconds * _UNITS_PER_SECOND))
+    done = {seeds[0].key(), seeds[1].key()}  # evaluated above
     limit = none.figures.billed_job_seconds * (1 + 1e-9)
-    for length, billed, _, p in ranked:
-        if billed > limit:
-            continue
+    pools = [(True, seeds[2:]), (False, found)]
+    ranked = sorted(
+        (_times(p).length, is_simple, i, p)
+        for is_simple, pool in pools
+        for i, p in enumerate(pool)
+        if p.billed() <= limit
+    )
+    laid_out = 0
+    for length, is_simple, _, p in ranked:
         if length > best.figures.seconds * (1 + 1e-9) + _EPS:
             break
+        if p.key() in done or (not is_simple and laid_out >= _LAID_OUT):
+            continue
+        done.add(p.key())
+        laid_out += not is_simple
         groups = [p.members[t] for t in sorted(p.members, key=lambda t: p.members[t][0])]
-        candidate = _tightened(atoms, graph, _evaluate(atoms, graph, groups))
-        if (candidate.figures.seconds, candidate.figures.billed_job_seconds) < (
-            best.figures.seconds - _EPS * max(1.0, best.figures.seconds),
-            math.inf,
-        ) or (
-            abs(candidate.figures.seconds - best.figures.seconds)
-            <= _EPS * max(1.0, best.figures.seconds)
-            and candidate.figures.billed_job_seconds < best.figures.billed_job_seconds - _EPS
-        ):
-            best = candidate
+        best = _better(best, _tightened(atoms, graph, _evaluate(atoms, graph, groups)))
+    return best
+
+
+def _better(best: _Candidate, candidate: _Candidate) -> _Candidate:
+    """The faster, then the cheaper (equal within float noise)."""
+    a, b = candidate.figures, best.figures
+    tie = abs(a.seconds - b.seconds) <= _EPS * max(1.0, b.seconds)
+    if (not tie and a.seconds < b.seconds) or (
+        tie and a.billed_job_seconds < b.billed_job_seconds - _EPS
+    ):
+        return candidate
     return best
 
 
