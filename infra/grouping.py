@@ -39,6 +39,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from itertools import pairwise
 from typing import Any, Literal, TypeVar
 
@@ -120,6 +121,8 @@ class _Atoms:
 
     def __init__(self, graph: PipelineGraph, atoms: TaskGraph, model: Model) -> None:
         self.model = model
+        # A job's weight depends on its (vCPU, memory) only: ask the model once.
+        self.weigh = cache(model.weigh)
         index = {name: i for i, name in enumerate(graph.node_names)}
         by_name = {t.name: t for t in atoms.tasks}
         # Atoms numbered in a topological order (Kedro's where it can), so
@@ -167,6 +170,7 @@ class _Partition:
     def __init__(self, atoms: _Atoms, groups: Iterable[Sequence[int]]) -> None:
         self.atoms = atoms
         self.members: dict[int, list[int]] = {}
+        self.length: dict[int, float] = {}  # model seconds per task
         self.owner = [-1] * atoms.count
         self.next_id = 0
         for group in groups:
@@ -184,6 +188,7 @@ class _Partition:
         tid = self.next_id
         self.next_id += 1
         self.members[tid] = members
+        self.length[tid] = self.seconds(members)
         for a in members:
             self.owner[a] = tid
         return tid
@@ -192,6 +197,7 @@ class _Partition:
         other = object.__new__(_Partition)
         other.atoms = self.atoms
         other.members = {t: list(ms) for t, ms in self.members.items()}
+        other.length = dict(self.length)
         other.owner = list(self.owner)
         other.next_id = self.next_id
         other.parents = {t: set(ps) for t, ps in self.parents.items()}
@@ -208,12 +214,12 @@ class _Partition:
 
     def weight(self, members: Iterable[int]) -> float:
         ms = list(members)
-        return self.atoms.model.weigh(
+        return self.atoms.weigh(
             max(self.atoms.vcpu[a] for a in ms), max(self.atoms.memory[a] for a in ms)
         )
 
     def billed(self) -> float:
-        return sum(self.seconds(ms) * self.weight(ms) for ms in self.members.values())
+        return sum(self.length[t] * self.weight(ms) for t, ms in self.members.items())
 
     def can_share(self, members: Sequence[int]) -> bool:
         """Whether these atoms may run as one task (class and overrides limit)."""
@@ -225,6 +231,8 @@ class _Partition:
     def merge(self, tids: Iterable[int]) -> int:
         group = set(tids)
         members = sorted(a for t in group for a in self.members.pop(t))
+        for t in group:
+            del self.length[t]
         parents = {p for t in group for p in self.parents.pop(t)} - group
         children = {c for t in group for c in self.children.pop(t)} - group
         tid = self._new(members)
@@ -240,7 +248,7 @@ class _Partition:
     def split(self, tid: int, parts: Sequence[Sequence[int]]) -> list[int]:
         """Replace a task by parts of it (their internal edges must be acyclic)."""
         old_parents, old_children = self.parents.pop(tid), self.children.pop(tid)
-        del self.members[tid]
+        del self.members[tid], self.length[tid]
         new = [self._new(sorted(p)) for p in parts]
         for t in new:
             self.parents[t], self.children[t] = set(), set()
@@ -287,11 +295,12 @@ def _times(p: _Partition, budget: _Budget | None = None) -> _Times:
         list(p.members), {t: p.parents[t] for t in p.members}, key=lambda t: p.members[t][0]
     )
     head: dict[int, float] = {}
+    length = p.length
     for t in order:
-        head[t] = p.seconds(p.members[t]) + max((head[q] for q in p.parents[t]), default=0.0)
+        head[t] = length[t] + max((head[q] for q in p.parents[t]), default=0.0)
     tail: dict[int, float] = {}
     for t in reversed(order):
-        tail[t] = p.seconds(p.members[t]) + max((tail[c] for c in p.children[t]), default=0.0)
+        tail[t] = length[t] + max((tail[c] for c in p.children[t]), default=0.0)
     if budget is not None:
         budget.spend(len(order) + sum(len(ps) for ps in p.parents.values()))
     return _Times(
@@ -564,8 +573,9 @@ def search(seeds: Sequence[_Partition], budget: _Budget) -> list[_Partition]:
     - *run time*: on one critical path of the task graph, merge two tasks at
       most ``_WINDOW`` apart together with every task between them (a convex
       set, so the result stays acyclic: an edge contraction when they are
-      adjacent), or split a task of the path in two (its independent parts,
-      or a prefix and suffix of its topological order); the move that
+      adjacent), merge a task with all its children or all its parents
+      (sibling merges), or split a task of the path in two (its independent
+      parts, or a prefix and suffix of its topological order); the move that
       shortens the critical path most is applied.
     - *bill*: merge adjacent tasks (an edge, or siblings: consecutive
       children of one parent, parents of one child, sources, sinks) wherever
@@ -603,7 +613,7 @@ def _critical(p: _Partition, tm: _Times) -> list[int]:
     )
     path = [start]
     while p.children[path[-1]]:
-        rest = tm.tail[path[-1]] - p.seconds(p.members[path[-1]])
+        rest = tm.tail[path[-1]] - p.length[path[-1]]
         path.append(
             min(
                 (c for c in p.children[path[-1]] if abs(tm.tail[c] - rest) <= _EPS * max(1, rest)),
@@ -611,21 +621,6 @@ def _critical(p: _Partition, tm: _Times) -> list[int]:
             )
         )
     return path
-
-
-def _hull(p: _Partition, tm: _Times, x: int, y: int, budget: _Budget) -> set[int]:
-    """``x``, ``y`` and every task on a path between them: merging them keeps
-    the task graph acyclic."""
-    if tm.position[x] > tm.position[y]:
-        x, y = y, x
-    low, high = tm.position[x], tm.position[y]
-    below = _reach(x, p.children, lambda t: tm.position[t] <= high)
-    if y not in below:
-        budget.spend(len(below))
-        return {x, y}
-    above = _reach(y, p.parents, lambda t: tm.position[t] >= low)
-    budget.spend(len(below) + len(above))
-    return below & above
 
 
 def _closure(p: _Partition, tm: _Times, group: set[int], budget: _Budget) -> set[int]:
@@ -722,7 +717,7 @@ def _time_step(p: _Partition, tm: _Times, budget: _Budget) -> bool:
     limit = tm.length - _EPS * max(1.0, tm.length)
     moves: list[tuple[float, int, set[int] | tuple[int, list[list[int]]]]] = []
     groups = [
-        _hull(p, tm, x, y, budget)
+        _closure(p, tm, {x, y}, budget)
         for i, x in enumerate(path)
         for y in path[i + 1 : i + 1 + _WINDOW]
     ]
@@ -762,6 +757,7 @@ def _time_step(p: _Partition, tm: _Times, budget: _Budget) -> bool:
         return False
     chosen = best[2]
     p.members, p.owner, p.next_id = chosen.members, chosen.owner, chosen.next_id
+    p.length = chosen.length
     p.parents, p.children = chosen.parents, chosen.children
     return True
 
@@ -789,9 +785,9 @@ def _billing_pass(p: _Partition, tm: _Times, budget: _Budget) -> bool:
             break
         if x not in p.members or y not in p.members or x == y:
             continue
-        group = _hull(p, tm, x, y, budget)
+        group = _closure(p, tm, {x, y}, budget)
         members = sorted(a for t in group for a in p.members[t])
-        billed = sum(p.seconds(p.members[t]) * p.weight(p.members[t]) for t in group)
+        billed = sum(p.length[t] * p.weight(p.members[t]) for t in group)
         if p.seconds(members) * p.weight(members) >= billed - _EPS:
             continue
         if _through_merge(p, tm, group, members) > limit or not p.can_share(members):
