@@ -23,7 +23,8 @@ synth: install
 
 demo: install
 	rm -rf build/demo
-	$(PY) -m infra local-run --stack $(STACK) --keep build/demo --report build/demo/report.json
+	$(PY) -m infra local-run --stack $(STACK) --keep build/demo --report build/demo/report.json \
+		--timeline build/demo/timeline.html
 
 lint: install
 	$(PY) -m ruff check .

@@ -107,6 +107,7 @@ def _local_run(args: argparse.Namespace) -> int:
             report=args.report,
             keep=args.keep,
             max_parallel=args.max_parallel,
+            timeline=args.timeline,
         )
     )
     return 1 if "error" in report else 0
@@ -157,6 +158,8 @@ def _status(args: argparse.Namespace) -> int:
         durations=args.durations,
         follow=args.follow,
         interval=args.interval,
+        timeline_file=args.timeline,
+        plan=args.plan,
     )
 
 
@@ -215,6 +218,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=os.cpu_count() or 2,
         help="most tasks running at once (default: CPU count)",
     )
+    local.add_argument(
+        "--timeline",
+        type=Path,
+        metavar="FILE.html",
+        help="write the run's timeline (one self-contained HTML file) here",
+    )
     local.set_defaults(handler=_local_run)
     start = commands.add_parser("run", help="run a deployed pipeline on AWS (start an execution)")
     start.add_argument("--stack", default="dev", help="stack whose outputs name the state machine")
@@ -233,7 +242,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--durations",
         type=Path,
         metavar="FILE",
-        help="write measured seconds per node (.json or .yaml) for kedro-batch:durations",
+        help=(
+            "write measured seconds per node (.json or .yaml) for kedro-batch:durations, "
+            "and print the measured job start-up for kedro-batch:jobStartSeconds"
+        ),
+    )
+    show.add_argument(
+        "--timeline",
+        type=Path,
+        metavar="FILE.html",
+        help="write the execution's timeline (one self-contained HTML file) here",
+    )
+    show.add_argument(
+        "--plan",
+        type=Path,
+        metavar="FILE",
+        help="synth's plan.json: shows the model's expected run time on the timeline",
     )
     show.add_argument("--follow", action="store_true", help="watch it until it ends")
     _aws(show)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 from infra.errors import UserError
+from infra.secrets import SecretRef, check_secrets_size, job_secrets, parse_variable
 
 NAMESPACE = "kedro-batch"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -108,6 +109,10 @@ class Settings:
     force_destroy: bool = False
     kms_key_arn: str | None = None
     run_data_expiration_days: int = 30
+    # secrets (names and ARNs only; infra.secrets)
+    credentials_secret: SecretRef | None = None
+    secret_env: Mapping[str, SecretRef] = field(default_factory=dict)
+    secrets_kms_key_arn: str | None = None
     # observability
     log_retention_days: int = 30
     sfn_log_level: LogLevel = "ERROR"
@@ -346,6 +351,30 @@ def _notifications(raw: Any) -> Notifications:
     return Notifications(email=email, topic_arn=topic)
 
 
+def _secret(raw: Any) -> SecretRef:
+    return SecretRef.parse(_string(raw))
+
+
+def _secret_env(raw: Any) -> dict[str, SecretRef]:
+    value = _decoded(raw)
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ValueError(
+            f"got {raw!r}; expected an object of environment variable -> secret name or ARN, "
+            'e.g. {"API_TOKEN": "my-project/api-token"}'
+        )
+    return {parse_variable(str(k)): SecretRef.parse(v) for k, v in value.items()}
+
+
+def _kms_key_arn(raw: Any) -> str:
+    value = _string(raw)
+    if not re.fullmatch(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+", value):
+        raise ValueError(
+            f"got {raw!r}; expected a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>), "
+            "not an alias: IAM grants kms:Decrypt on keys"
+        )
+    return value
+
+
 def _project_dir(raw: Any) -> Path:
     path = Path(_string(raw))
     return path if path.is_absolute() else REPO_ROOT / path
@@ -377,6 +406,9 @@ _KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "forceDestroy": ("force_destroy", _bool),
     "kmsKeyArn": ("kms_key_arn", _string),
     "runDataExpirationDays": ("run_data_expiration_days", _int_between(1, 3650)),
+    "credentialsSecret": ("credentials_secret", _secret),
+    "secretEnv": ("secret_env", _secret_env),
+    "secretsKmsKeyArn": ("secrets_kms_key_arn", _kms_key_arn),
     "logRetentionDays": ("log_retention_days", _retention),
     "sfnLogLevel": ("sfn_log_level", _choice("ALL", "ERROR", "FATAL", "OFF")),
     "sfnIncludeExecutionData": ("sfn_include_execution_data", _bool),
@@ -406,6 +438,13 @@ def parse(raw: Mapping[str, Any]) -> Settings:
             raise UserError(f"invalid config {NAMESPACE}:{key}: {exc}") from None
     settings = Settings(**values)
     _check_profile_references(settings)
+    secrets = job_secrets(settings.credentials_secret, settings.secret_env)
+    check_secrets_size(secrets)
+    if settings.secrets_kms_key_arn and not secrets:
+        raise UserError(
+            f"invalid config {NAMESPACE}:secretsKmsKeyArn: no secret uses it; set "
+            f"{NAMESPACE}:credentialsSecret or {NAMESPACE}:secretEnv, or remove it"
+        )
     for schedule in settings.schedules:
         if schedule.pipeline is not None and schedule.pipeline not in settings.pipelines:
             deployed = ", ".join(settings.pipelines)

@@ -33,6 +33,8 @@ class DatasetInfo:
     filepath: str | None = None
     protocol: str | None = None
     versioned: bool = False
+    # Names its ``credentials:`` references point to (never their values).
+    credentials: tuple[str, ...] = ()
 
     @property
     def is_memory(self) -> bool:
@@ -118,6 +120,7 @@ class PipelineGraph:
                     "filepath": d.filepath,
                     "protocol": d.protocol,
                     "versioned": d.versioned,
+                    "credentials": list(d.credentials),
                 }
                 for name, d in self.datasets.items()
             },
@@ -140,7 +143,9 @@ class PipelineGraph:
             ),
             parents={k: frozenset(v) for k, v in data["parents"].items()},
             datasets={
-                name: DatasetInfo(name=name, **facts)
+                name: DatasetInfo(
+                    name=name, **{**facts, "credentials": tuple(facts.get("credentials", ()))}
+                )
                 for name, facts in data.get("datasets", {}).items()
             },
         )

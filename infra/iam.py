@@ -106,9 +106,21 @@ def job_role_policy(bucket_arn: str, kms_key_arn: str | None = None) -> Policy:
     return _policy(*statements)
 
 
-def execution_role_policy(repository_arn: str, log_group_arn: str) -> Policy:
-    """What ECS needs to start a job: pull our image, write to our log group."""
-    return _policy(
+def execution_role_policy(
+    repository_arn: str,
+    log_group_arn: str,
+    *,
+    secret_arns: Sequence[str] = (),
+    secrets_kms_key_arn: str | None = None,
+    dns_suffix: str = "amazonaws.com",
+) -> Policy:
+    """What ECS needs to start a job: pull our image, write to our log group,
+    and read the job definition's ``secrets`` (these full ARNs only).
+
+    ``kms:Decrypt`` on a customer-managed key of those secrets is needed only
+    through Secrets Manager (``kms:ViaService`` in the secrets' regions).
+    """
+    statements = [
         _allow("PullImage", ECR_PULL_ACTIONS, repository_arn),
         # GetAuthorizationToken is account-wide: no resource-level permissions.
         _allow("RegistryLogin", ("ecr:GetAuthorizationToken",), "*"),
@@ -117,7 +129,21 @@ def execution_role_policy(repository_arn: str, log_group_arn: str) -> Policy:
             ("logs:CreateLogStream", "logs:PutLogEvents"),
             f"{log_group_arn}:log-stream:*",
         ),
-    )
+    ]
+    if secret_arns:
+        statements.append(
+            _allow("ReadJobSecrets", ("secretsmanager:GetSecretValue",), sorted(set(secret_arns)))
+        )
+        if secrets_kms_key_arn:
+            regions = sorted({arn.split(":")[3] for arn in secret_arns})
+            via = [f"secretsmanager.{region}.{dns_suffix}" for region in regions]
+            statements.append(
+                {
+                    **_allow("DecryptJobSecrets", ("kms:Decrypt",), secrets_kms_key_arn),
+                    "Condition": {"StringEquals": {"kms:ViaService": via}},
+                }
+            )
+    return _policy(*statements)
 
 
 def state_machine_policy(

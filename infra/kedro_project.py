@@ -99,21 +99,15 @@ def _infra_root() -> str:
 # --- everything below runs inside the loader subprocess -------------------
 
 
-class _AnyCredentials(dict[str, Any]):
-    """Credentials stand-in: previews need dataset facts, never secrets."""
-
-    def __missing__(self, key: str) -> dict[str, Any]:
-        return {}
-
-
 def _dataset_facts(catalog: Any, names: Sequence[str], project: Path) -> dict[str, DatasetInfo]:
     from kedro.io.core import get_protocol_and_path
+    from kedro_batch_runtime.credentials import referenced, unresolved
 
     resolver = catalog.config_resolver
     facts: dict[str, DatasetInfo] = {}
     for name in names:
         in_catalog = name in catalog
-        config = resolver.resolve_pattern(name) if in_catalog else {}
+        config = unresolved(resolver.resolve_pattern(name)) if in_catalog else {}
         type_ = catalog.get_type(name) if in_catalog else None
         filepath = config.get("filepath") or config.get("path")
         protocol = None
@@ -129,20 +123,22 @@ def _dataset_facts(catalog: Any, names: Sequence[str], project: Path) -> dict[st
             filepath=filepath if isinstance(filepath, str) else None,
             protocol=protocol,
             versioned=bool(config.get("versioned", False)),
+            credentials=referenced(config),
         )
     return facts
 
 
 def _catalog(context: Any) -> Any:
-    try:
-        return context.catalog
-    except KeyError:
-        # A credentials entry that only exists on the user's machine or in the
-        # cloud: the facts we need do not depend on it.
-        from kedro.io import DataCatalog
+    """The project's catalog, built without reading any credentials.
 
-        conf = context.config_loader["catalog"]
-        return DataCatalog.from_config(conf, _AnyCredentials())
+    Planning needs dataset facts, never secrets: the credentials files may
+    not exist here, or hold ``${oc.env:...}`` for variables only the jobs
+    have. Every ``credentials:`` reference stays a name.
+    """
+    from kedro.framework.project import settings
+    from kedro_batch_runtime.credentials import references
+
+    return settings.DATA_CATALOG_CLASS.from_config(context.config_loader["catalog"], references())
 
 
 def _graph(name: str, pipeline: Any, catalog: Any, project: Path) -> PipelineGraph:

@@ -165,6 +165,7 @@ class Job:
     status_reason: str = ""
     exit_code: int | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    created: float = field(default_factory=time.time)  # Batch's createdAt: submission
 
     def description(self) -> dict[str, Any]:
         return {

@@ -29,7 +29,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
+from kedro_batch_runtime import records
 from kedro_batch_runtime.boundaries import Storage
+from kedro_batch_runtime.credentials import ENV_CREDENTIALS
 from kedro_batch_runtime.layout import (
     RUNS_PREFIX,
     DataLayout,
@@ -39,12 +41,16 @@ from kedro_batch_runtime.layout import (
 )
 from rich.console import Console
 
-from infra import progress
+from infra import progress, timeline, timeline_html
 from infra.datasets import Role, boundary_datasets, storage_of
 from infra.errors import UserError
 from infra.graph import PipelineGraph, one_task_per_node
+from infra.layout import critical_path, makespan
 from infra.local_interpreter import ExecutionFailed, Interpreter, Job, LocalBatch
-from infra.plan import plan
+from infra.measured import node_outcome
+from infra.ops import task_precedence
+from infra.plan import PipelinePlan, plan
+from infra.secrets import credentials_needed, local_credentials_document
 from infra.synth import Synthesis, stack_settings, synthesize
 
 # What the default .dockerignore keeps out of the image: a task sees the same.
@@ -52,6 +58,8 @@ IGNORED_NAMES = frozenset(
     {".git", ".venv", "venv", "__pycache__", ".pytest_cache", ".ipynb_checkpoints"}
 )
 LOG_TAIL_LINES = 40
+# The stand-in name local-run plans with when the stack names no credentials secret.
+LOCAL_CREDENTIALS_SECRET = "local-run/emulated-credentials"
 REGION = "us-east-1"
 
 
@@ -64,6 +72,7 @@ class Options:
     report: Path | None = None
     keep: Path | None = None
     max_parallel: int = os.cpu_count() or 2
+    timeline: Path | None = None
 
 
 def parse_params(text: str | None) -> dict[str, Any]:
@@ -175,6 +184,7 @@ class _Runner:
         self.base_env = base_env
         self.logs: dict[str, Path] = {}
         self.timing: dict[str, tuple[float, float | None]] = {}
+        self._record_lines: dict[str, tuple[int, list[str]]] = {}  # job -> (bytes read, records)
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
 
@@ -222,6 +232,25 @@ class _Runner:
         lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
         return "\n".join(lines[-LOG_TAIL_LINES:])
 
+    def record(self, job_id: str) -> records.TaskRecord | None:
+        """What the job's log says so far.
+
+        The live display asks several times a second, so each call reads only
+        what the log gained since the last one, and keeps only record lines.
+        """
+        log = self.logs.get(job_id)
+        if log is None or not log.exists():
+            return None
+        offset, kept = self._record_lines.get(job_id, (0, []))
+        with log.open("rb") as stream:
+            stream.seek(offset)
+            data = stream.read()
+        complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits
+        text = complete.decode("utf-8", errors="replace")
+        kept = kept + [line for line in text.splitlines() if records.PREFIX in line]
+        self._record_lines[job_id] = (offset + len(complete), kept)
+        return records.parse(kept)
+
 
 # --- progress ----------------------------------------------------------------
 
@@ -241,19 +270,31 @@ def _task_nodes(params: Mapping[str, Any]) -> list[str]:
     return command[command.index("--nodes") + 1].split(",") if "--nodes" in command else []
 
 
+def _job_status(job: Job) -> str:
+    """A local job's status in ``status``'s words."""
+    if job.status == "FAILED":
+        if job.exit_code is None:
+            return "NOT_RUN"  # failed without running: a dependency failed, or cancelled
+        # Terminated because the run was stopping (a sibling failed, Ctrl-C).
+        return "CANCELLED" if job.exit_code == -signal.SIGTERM else "FAILED"
+    return {"SUCCEEDED": "SUCCEEDED", "RUNNING": "RUNNING"}.get(job.status, "QUEUED")
+
+
 def _rows(graph: PipelineGraph, batch: LocalBatch, runner: _Runner) -> list[NodeRow]:
+    """One row per node, with the node's own times from its task's records."""
     rows = {n.name: NodeRow(name=n.name, task="") for n in graph.nodes}
     for job in batch.jobs():
+        status = _job_status(job)
+        record = runner.record(job.job_id)
+        started, finished = runner.timing.get(job.job_id, (None, None))
         for node in _task_nodes(job.params):
             row = rows[node]
             row.task, row.job_id = job.name, job.job_id
-            started, finished = runner.timing.get(job.job_id, (None, None))
-            row.started, row.finished = started, finished
-            row.status = {
-                "SUCCEEDED": "SUCCEEDED",
-                "RUNNING": "RUNNING",
-                "FAILED": "FAILED" if job.exit_code not in (None, -signal.SIGTERM) else "NOT_RUN",
-            }.get(job.status, "PENDING")
+            outcome = node_outcome(node, status, record, started, finished)
+            row.started, row.finished = outcome.started, outcome.finished
+            row.status = {"CANCELLED": "NOT_RUN", "QUEUED": "PENDING"}.get(
+                outcome.status, outcome.status
+            )
     return list(rows.values())
 
 
@@ -295,14 +336,39 @@ class _Display:
 # --- the command ---------------------------------------------------------------
 
 
-def _job_environment(synthesis: Synthesis) -> dict[str, str]:
-    """Environment of the deployed job definition (bucket, Kedro env, ...)."""
+def _job_container(synthesis: Synthesis) -> dict[str, Any]:
+    """``containerProperties`` of the deployed job definition."""
     for resource in synthesis.resources:
         if resource["type"] == "aws:batch/jobDefinition:JobDefinition":
             props = resource["inputs"].get("containerProperties")
-            container = json.loads(props) if isinstance(props, str) else props or {}
-            return {e["name"]: e["value"] for e in container.get("environment", [])}
+            return json.loads(props) if isinstance(props, str) else props or {}
     return {}
+
+
+def _job_environment(synthesis: Synthesis) -> dict[str, str]:
+    """Environment of the deployed job definition (bucket, Kedro env, ...)."""
+    return {e["name"]: e["value"] for e in _job_container(synthesis).get("environment", [])}
+
+
+def _emulated_secrets(
+    synthesis: Synthesis, document: str | None, console: Console
+) -> dict[str, str]:
+    """What ECS would put in the job's environment from its ``secrets``, emulated.
+
+    The credentials secret is the project's local credentials files (as
+    ``kedro run`` reads them); every ``secretEnv`` variable comes from this
+    shell's environment, where ``kedro run`` would find it too.
+    """
+    names = [s["name"] for s in _job_container(synthesis).get("secrets", [])]
+    from_shell = [n for n in names if n != ENV_CREDENTIALS]
+    unset = [n for n in from_shell if n not in os.environ]
+    if unset:
+        console.print(
+            f"[yellow]not set in this shell[/]: {', '.join(unset)} (kedro-batch:secretEnv); "
+            "tasks run without them, as `kedro run` would"
+        )
+    values = {n: os.environ[n] for n in from_shell if n in os.environ}
+    return {ENV_CREDENTIALS: document, **values} if document else values
 
 
 def _bucket(synthesis: Synthesis) -> str:
@@ -323,6 +389,9 @@ def _stage(project: Path, into: Path) -> Path:
         elif where == "conf/local":
             # Kept as an empty folder: Kedro's default run env is "local".
             skip |= set(names)
+        elif where == "conf" or where.startswith("conf/"):
+            # Credentials reach tasks as the emulated secret, never as files.
+            skip |= {n for n in names if n.startswith("credentials")}
         return skip
 
     stage = into / "project"
@@ -333,11 +402,20 @@ def _stage(project: Path, into: Path) -> Path:
 def local_run(options: Options, console: Console | None = None) -> dict[str, Any]:
     """Run one pipeline end to end; returns the report. Raises ``UserError``."""
     console = console or Console(stderr=True)
+    if options.timeline:
+        timeline_html.writable(options.timeline)
     overrides = dict(options.overrides)
     settings = stack_settings(options.stack, overrides)
     pipeline = options.pipeline or settings.pipelines[0]
     if pipeline not in settings.pipelines:  # run one the stack does not deploy (yet)
         overrides["pipelines"] = json.dumps([*settings.pipelines, pipeline])
+        settings = stack_settings(options.stack, overrides)
+    # The project's local credentials play the credentials secret, whether or
+    # not the stack names one yet (then pulumi up still asks for it).
+    credentials = local_credentials_document(settings.project_dir, settings.kedro_env)
+    emulated_only = credentials is not None and settings.credentials_secret is None
+    if emulated_only:
+        overrides["credentialsSecret"] = LOCAL_CREDENTIALS_SECRET
         settings = stack_settings(options.stack, overrides)
     deployment = plan(settings)
     graph = deployment.pipelines[pipeline].graph
@@ -349,6 +427,12 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
         f"[bold]local-run[/] {pipeline!r} of {deployment.project.package_name} "
         f"({len(graph.nodes)} nodes, {settings.orchestration}), run id {run_id}"
     )
+    if emulated_only and credentials_needed(graph, settings.intermediates):
+        console.print(
+            "[yellow]kedro-batch:credentialsSecret is not set[/]: tasks get the project's "
+            "local credentials here, but `pulumi up` refuses until it names a secret "
+            "(README: Credentials and secrets)"
+        )
     with tempfile.TemporaryDirectory(prefix="kedro-batch-") as tmp, embedded_s3() as endpoint:
         s3 = _s3_client(endpoint)
         s3.create_bucket(Bucket=bucket)
@@ -365,6 +449,8 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
             "DO_NOT_TRACK": "1",
             "KEDRO_DISABLE_TELEMETRY": "true",
         }
+        base_env.pop(ENV_CREDENTIALS, None)
+        base_env |= _emulated_secrets(synthesis, credentials, console)
         runner = _Runner(_stage(deployment.project.path, Path(tmp)), Path(tmp), base_env)
         batch = LocalBatch(runner, options.max_parallel, on_cancel=runner.terminate_all)
         started = datetime.now(UTC)
@@ -391,8 +477,21 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
             raise
         finally:
             batch.shutdown()
+        finished = time.time()
         rows = _rows(graph, batch, runner)
         console.print(progress.table(title, _shown(rows)))
+        if options.timeline:
+            run = _timeline_run(
+                deployment.pipelines[pipeline],
+                run_id,
+                (started.timestamp(), finished, failure is not None),
+                batch,
+                runner,
+                precedence=task_precedence(definition, synthesis.machine_arns),
+                expected=_expected_seconds(deployment.pipelines[pipeline], settings.durations),
+            )
+            timeline_html.write(options.timeline, run)
+            console.print(f"timeline written to {options.timeline}", highlight=False)
         written = _written(graph, bucket, run_id, context["Execution"]["StartTime"])
         report = _report(pipeline, run_id, rows, s3, bucket, written)
         if options.keep:
@@ -415,6 +514,77 @@ def local_run(options: Options, console: Console | None = None) -> dict[str, Any
     if options.report:
         options.report.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
+
+
+def _expected_seconds(pipeline: PipelinePlan, durations: Mapping[str, float]) -> float | None:
+    """The model's run time of the deployed tasks, when the stack gives durations.
+
+    Without ``kedro-batch:durations`` the model knows nothing of the nodes,
+    so the timeline says "unknown" rather than show a made-up figure.
+    """
+    if not durations:
+        return None
+    seconds = pipeline.tasks.durations(pipeline.node_seconds)
+    if pipeline.layout is not None:
+        return makespan(pipeline.layout, seconds)
+    return critical_path(pipeline.tasks.names, pipeline.tasks.parents, seconds)
+
+
+def _timeline_run(
+    pipeline: PipelinePlan,
+    run_id: str,
+    when: tuple[float, float, bool],
+    batch: LocalBatch,
+    runner: _Runner,
+    *,
+    precedence: Mapping[str, frozenset[str]],
+    expected: float | None,
+) -> timeline.Run:
+    """The run as the timeline draws it: each task's last attempt, its records, its log."""
+    started, finished, failed = when
+    attempts: dict[str, list[Job]] = {}
+    for job in batch.jobs():  # in submission order
+        nodes = _task_nodes(job.params)
+        if nodes:
+            attempts.setdefault(",".join(nodes), []).append(job)
+    tasks = []
+    for task in pipeline.tasks.tasks:
+        key = ",".join(task.nodes)
+        if key not in attempts:
+            tasks.append(timeline.TaskRun(key, task.name, task.nodes, "NOT_RUN"))
+            continue
+        job = attempts[key][-1]
+        record = runner.record(job.job_id)
+        began, ended = runner.timing.get(job.job_id, (None, None))
+        status = _job_status(job)
+        spans = record.spans if record is not None else ()
+        error = next((s.error for s in spans if s.status == "FAILED" and s.error), None)
+        tasks.append(
+            timeline.TaskRun(
+                key,
+                job.name,
+                task.nodes,
+                status,
+                submitted=job.created,
+                started=began,
+                finished=ended,
+                spans=spans,
+                attempts=len(attempts[key]),
+                cause=(error or job.status_reason or None) if status == "FAILED" else None,
+                log_tail=runner.tail(job.job_id) if status == "FAILED" else "",
+            )
+        )
+    return timeline.Run(
+        pipeline=pipeline.name,
+        run_id=run_id,
+        status="FAILED" if failed else "SUCCEEDED",
+        started=started,
+        finished=finished,
+        tasks=tuple(tasks),
+        precedence=precedence,
+        expected_seconds=expected,
+        source="local-run",
+    )
 
 
 def _report(

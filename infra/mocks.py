@@ -73,6 +73,31 @@ class SynthMocks(pulumi.runtime.Mocks):
         # A bucket's ID is its name, which the per-concern bucket resources take.
         return name if typ == "aws:s3/bucket:Bucket" else f"{name}-id"
 
+    def secret(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A secret's metadata, as ``DescribeSecret`` gives it (never a value).
+
+        A name resolves to a full ARN with Secrets Manager's random suffix; an
+        ARN is taken as given.
+        """
+        arn = args.get("arn")
+        if arn:
+            name = str(arn).split(":secret:", 1)[1]
+        else:
+            name = str(args.get("name"))
+            suffix = hashlib.sha1(name.encode()).hexdigest()[:6]
+            region = args.get("region") or self.region
+            arn = f"arn:{PARTITION}:secretsmanager:{region}:{ACCOUNT}:secret:{name}-{suffix}"
+        return {
+            "arn": arn,
+            "id": arn,
+            "name": name,
+            "description": "",
+            "kmsKeyId": "",
+            "policy": "",
+            "tags": {},
+            "region": args.get("region") or self.region,
+        }
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = dict(args.inputs)
         name = physical_name(args.name, inputs)
@@ -129,6 +154,8 @@ class SynthMocks(pulumi.runtime.Mocks):
                 "registryId": ACCOUNT,
                 "id": self.region,
             }, []
+        if token == "aws:secretsmanager/getSecret:getSecret":
+            return self.secret(args.args), []
         if token == "aws:ec2/getSubnet:getSubnet":
             subnet = str(args.args.get("id", "subnet-synth"))
             return {"id": subnet, "vpcId": "vpc-synth", "availabilityZone": f"{self.region}a"}, []

@@ -26,17 +26,20 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from kedro_batch_runtime import records
+from kedro_batch_runtime.records import TaskRecord
 from rich.console import Console
 
-from infra import progress
+from infra import progress, timeline, timeline_html
 from infra.config import NAMESPACE, REPO_ROOT
 from infra.errors import UserError
+from infra.measured import job_start_seconds, node_outcome
 from infra.synth import PIPELINE_TAG
 
 # Stack outputs that map pipeline name -> state machine ARN, preferred first.
@@ -104,6 +107,67 @@ def task_states(definition: Mapping[str, Any]) -> list[TaskState]:
     return found
 
 
+def task_key(state: Mapping[str, Any]) -> str | None:
+    """A node-running Task state's identity: its ``--nodes`` element (contract 4)."""
+    command = state.get("Parameters", {}).get("ContainerOverrides", {}).get("Command", [])
+    return command[command.index("--nodes") + 1] if "--nodes" in command[:-1] else None
+
+
+def task_precedence(
+    definition: Mapping[str, Any], machines: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, frozenset[str]]:
+    """Task -> the tasks the state machine makes it wait for (tasks by :func:`task_key`).
+
+    Structured: a Task state starts once everything before it in its
+    sequence has ended, i.e. the last tasks of each branch of a preceding
+    ``Parallel`` (so precedence the layout added counts: it is what the run
+    enforced). Exact: the jobs its ``DependsOn`` names, through barrier jobs.
+    ``machines`` (state machine ARN -> definition) lets a split pipeline's
+    parts be read where the parent starts them.
+    """
+    found: dict[str, frozenset[str]] = {}
+    submitted: dict[str, tuple[str | None, list[str]]] = {}  # $.jobs key -> (task, its deps)
+
+    def walk(machine: Mapping[str, Any], before: frozenset[str]) -> frozenset[str]:
+        states = machine.get("States", {})
+        name, seen = machine.get("StartAt"), set()
+        while name in states and name not in seen:
+            seen.add(name)
+            state = states[name]
+            resource = str(state.get("Resource", ""))
+            if state.get("Type") == "Parallel":
+                ends = [walk(branch, before) for branch in state.get("Branches", ())]
+                before = frozenset().union(*ends) or before
+            elif state.get("Type") == "Task" and resource.startswith(START_CHILD):
+                child = (machines or {}).get(
+                    str(state.get("Parameters", {}).get("StateMachineArn"))
+                )
+                before = walk(child, before) if child is not None else before
+            elif state.get("Type") == "Task" and not resource.endswith(".sync"):
+                # Exact mode submits; the job waits for what DependsOn names.
+                path = str(state.get("ResultPath") or "")
+                if path.startswith("$.jobs."):
+                    deps = state.get("Parameters", {}).get("DependsOn", [])
+                    keys = [str(d.get("JobId.$", "")).split(".")[2] for d in deps]
+                    submitted[path.removeprefix("$.jobs.")] = (task_key(state), keys)
+            elif state.get("Type") == "Task" and (key := task_key(state)) is not None:
+                found[key] = before
+                before = frozenset({key})
+            name = None if state.get("End") else state.get("Next") or state.get("Default")
+        return before
+
+    walk(definition, frozenset())
+
+    def tasks(job: str) -> frozenset[str]:
+        task, deps = submitted.get(job, (None, []))
+        return frozenset({task}) if task else frozenset().union(*map(tasks, deps))
+
+    for task, deps in submitted.values():
+        if task is not None:
+            found[task] = frozenset().union(*map(tasks, deps))
+    return found
+
+
 # --- Batch job descriptions ---------------------------------------------------
 
 
@@ -122,6 +186,8 @@ class JobFacts:
     stopped: datetime | None = None
     log_group: str | None = None
     log_stream: str | None = None
+    created: datetime | None = None  # submitted to Batch
+    attempts: int = 0  # Batch's own attempts (retried Spot reclaims, start-up failures)
 
 
 def _pick(mapping: Any, key: str) -> Any:
@@ -156,6 +222,8 @@ def job_facts(description: Mapping[str, Any]) -> JobFacts:
         stopped=_time(_pick(description, "StoppedAt")),
         log_group=group if stream else None,
         log_stream=stream,
+        created=_time(_pick(description, "CreatedAt")),
+        attempts=len(attempts),
     )
 
 
@@ -245,6 +313,15 @@ class NodeRow:
     log_stream: str | None = None
     cause: str | None = None
     part: str | None = None  # the parent's state that runs this node's part, if split
+    task_nodes: tuple[str, ...] = ()  # every node of its task, in order
+    submitted: datetime | None = None  # its job's submission (Batch createdAt)
+    attempts: int = 1  # of its task: Step Functions' retries and Batch's attempts
+    measured: bool = False  # started/finished are the node's own, from its task's records
+
+    @property
+    def task_key(self) -> str:
+        """Its task's identity: the ``--nodes`` element of the task's command."""
+        return ",".join(self.task_nodes) or self.name
 
     def seconds(self, now: datetime) -> float | None:
         if self.started is None:
@@ -270,6 +347,8 @@ class _TaskRun:
     confirmed: bool = False  # Batch told us the job's status
     cause: str | None = None
     child_arn: str | None = None  # the part's execution (split pipelines)
+    tries: int = 0  # TaskScheduled events: a first try, then Step Functions' retries
+    submitted: datetime | None = None  # when Step Functions submitted the job
 
 
 def node_rows(
@@ -353,7 +432,9 @@ def _replay(
         run = runs[name]
         if kind == "TaskScheduled":
             run.status, run.cause = "RUNNING", None  # a first try, or a retry
+            run.tries += 1
         elif kind == "TaskSubmitted":
+            run.submitted = _time(event["timestamp"])
             output = _json(event.get("taskSubmittedEventDetails", {}).get("output"))
             if isinstance(output, Mapping) and _pick(output, "JobId"):
                 run.job = JobFacts(job_id=_pick(output, "JobId"))
@@ -399,6 +480,8 @@ def _apply_job(run: _TaskRun, facts: JobFacts) -> None:
         stopped=facts.stopped or run.job.stopped,
         log_group=facts.log_group or run.job.log_group,
         log_stream=facts.log_stream or run.job.log_stream,
+        created=facts.created or run.job.created,
+        attempts=facts.attempts or run.job.attempts,
     )
     if run.status not in ("RUNNING", "QUEUED") or facts.status is None:
         return  # Step Functions' verdict on a finished task stands
@@ -416,7 +499,7 @@ def _apply_job(run: _TaskRun, facts: JobFacts) -> None:
 
 
 def _row(node: str, task: TaskState, run: _TaskRun | None, execution: str) -> NodeRow:
-    row = NodeRow(name=node, state=task.state, task_size=len(task.nodes))
+    row = NodeRow(name=node, state=task.state, task_size=len(task.nodes), task_nodes=task.nodes)
     if run is None:
         return row
     status = run.status
@@ -432,35 +515,92 @@ def _row(node: str, task: TaskState, run: _TaskRun | None, execution: str) -> No
     row.job_id = run.job.job_id
     row.log_group, row.log_stream = run.job.log_group, run.job.log_stream
     row.cause = run.cause if status in ("FAILED", "CANCELLED") else None
+    row.submitted = run.job.created or run.submitted or run.entered
+    row.attempts = max(run.tries, 1) + max(run.job.attempts - 1, 0)
     return row
 
 
 def rerun_on_redrive(rows: Sequence[NodeRow]) -> list[str]:
-    """The nodes a redrive runs again: every unsuccessful one, and the whole of its part.
+    """The nodes a redrive runs again: every node of a task that did not succeed whole,
+    and the whole of its part.
 
-    Redrive re-runs the parent's failed part state, which starts a new child
-    execution of that part: its nodes that had succeeded run again too.
+    Redrive re-runs the failed Task state, i.e. its whole job, so a fused
+    task's nodes that had succeeded run again too; and it re-runs the
+    parent's failed part state, which starts a new child execution of that
+    part: its nodes that had succeeded run again as well.
     """
     broken_parts = {r.part for r in rows if r.part and r.status != "SUCCEEDED"}
-    return [r.name for r in rows if r.status != "SUCCEEDED" or r.part in broken_parts]
+    broken_tasks = {(r.part, r.state) for r in rows if r.status != "SUCCEEDED"}
+    return [r.name for r in rows if (r.part, r.state) in broken_tasks or r.part in broken_parts]
+
+
+def with_records(rows: Sequence[NodeRow], found: Mapping[str, TaskRecord]) -> list[NodeRow]:
+    """Rows with each node's own status and times, from its job's records (job ID -> record).
+
+    A fused task's nodes then show when each really ran, a node that never
+    started is ``NOT_RUN``, and a failed node's cause is its own exception.
+    Rows whose job has no record keep their job's times (``measured`` false).
+    """
+    result = []
+    for row in rows:
+        record = found.get(row.job_id or "")
+        if record is None:
+            result.append(row)
+            continue
+        outcome = node_outcome(
+            row.name, row.status, record, _epoch(row.started), _epoch(row.finished)
+        )
+        failed = outcome.status in ("FAILED", "CANCELLED")
+        result.append(
+            replace(
+                row,
+                status=outcome.status,
+                started=_from_epoch(outcome.started),
+                finished=_from_epoch(outcome.finished),
+                cause=(outcome.error or row.cause) if failed else None,
+                measured=outcome.measured,
+            )
+        )
+    return result
+
+
+def _epoch(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def _from_epoch(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
 def measured_durations(rows: Sequence[NodeRow]) -> dict[str, float]:
     """Seconds per succeeded node, for ``kedro-batch:durations``.
 
-    A task running several nodes is one job with one duration: it is split
-    evenly between its nodes (the job does not report per-node times). The
-    duration is the job's run time (Batch ``startedAt`` to ``stoppedAt``,
-    without queueing) where known, else the state's; at least
-    :data:`MIN_DURATION`, rounded to 0.1 s.
+    Each node's own run time, from its task's records (rows through
+    :func:`with_records`). Where a job's log could not be read, its run
+    time (Batch ``startedAt`` to ``stoppedAt``, else the state's) stands in,
+    split evenly across its nodes. At least :data:`MIN_DURATION`, rounded
+    to 0.1 s.
     """
     found: dict[str, float] = {}
     for row in rows:
         if row.status != "SUCCEEDED" or row.started is None or row.finished is None:
             continue
-        seconds = (row.finished - row.started).total_seconds() / max(row.task_size, 1)
+        seconds = (row.finished - row.started).total_seconds()
+        if not row.measured:
+            seconds /= max(row.task_size, 1)
         found[row.name] = max(MIN_DURATION, round(seconds, 1))
     return found
+
+
+def measured_job_start(snapshot: Snapshot) -> tuple[float | None, int]:
+    """Median seconds from a job's submission to its first node, and over how many jobs."""
+    tasks = {
+        r.job_id: (_epoch(r.submitted), snapshot.records.get(r.job_id))
+        for r in snapshot.jobs
+        if r.job_id
+    }
+    counted = [t for t in tasks.values() if t[0] is not None and t[1] and t[1].first_node_started]
+    return job_start_seconds(counted), len(counted)
 
 
 def write_durations(path: Path, durations: Mapping[str, float]) -> None:
@@ -707,11 +847,21 @@ class History:
 
 @dataclass
 class Snapshot:
-    """An execution as last read: its description and node rows."""
+    """An execution as last read: its description and node rows.
+
+    ``jobs`` are the rows as Step Functions and Batch tell them (every node
+    of a task with its job's status and times); ``records`` (job ID -> what
+    its log says) turn them into ``rows``, each node with its own.
+    """
 
     execution: dict[str, Any]
-    rows: list[NodeRow]
+    jobs: list[NodeRow]
     now: datetime
+    records: Mapping[str, TaskRecord] = field(default_factory=dict)
+    rows: list[NodeRow] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rows = with_records(self.jobs, self.records)
 
     @property
     def status(self) -> str:
@@ -728,23 +878,111 @@ class Snapshot:
         ]
 
 
+class LogReader:
+    """Each job's records, read from its CloudWatch log stream.
+
+    Optional like Batch: a refusal or a missing log group becomes one note,
+    and the nodes of jobs without records keep their jobs' times. Only the
+    record lines are fetched (``FilterLogEvents`` with the records' prefix
+    as a quoted term, up to 100 streams a call), and a stream whose task
+    has ended (``task-end`` seen) is never read again.
+    """
+
+    PATTERN = f'"{records.PREFIX.strip()}"'  # quoted: the term has hyphens
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.error: str | None = None
+        self._ended: dict[tuple[str, str], TaskRecord] = {}
+
+    def read(self, streams: Sequence[tuple[str, str]]) -> dict[tuple[str, str], TaskRecord]:
+        """(log group, stream) -> its record, for the streams that have records."""
+        from botocore import exceptions as bx
+
+        found = {s: r for s in streams if (r := self._ended.get(s)) is not None}
+        groups: dict[str, list[str]] = {}
+        for group, stream in streams:
+            if (group, stream) not in found:
+                groups.setdefault(group, []).append(stream)
+        for group, names in sorted(groups.items()):
+            if self.error is not None:
+                break
+            lines: dict[str, list[str]] = {}
+            try:
+                for i in range(0, len(names), 100):
+                    pages = self.client.get_paginator("filter_log_events").paginate(
+                        logGroupName=group,
+                        logStreamNames=names[i : i + 100],
+                        filterPattern=self.PATTERN,
+                    )
+                    for page in pages:
+                        for event in page.get("events", []):
+                            lines.setdefault(event["logStreamName"], []).append(event["message"])
+            except bx.ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                if code == "ResourceNotFoundException":
+                    self.error = f"log group {group} does not exist"
+                else:
+                    self.error = " ".join(str(exc).split())[:200]
+            except bx.BotoCoreError as exc:
+                self.error = " ".join(str(exc).split())[:200]
+            for stream, messages in lines.items():
+                record = records.parse(messages)
+                found[(group, stream)] = record
+                if record.finished is not None:
+                    self._ended[(group, stream)] = record
+        return found
+
+    def tail(self, group: str, stream: str, lines: int = 40) -> str:
+        """The last lines of a stream (a failed task's traceback); empty if unreadable."""
+        from botocore import exceptions as bx
+
+        try:
+            page = self.client.get_log_events(
+                logGroupName=group, logStreamName=stream, startFromHead=False, limit=lines
+            )
+        except (bx.ClientError, bx.BotoCoreError):
+            return ""
+        return "\n".join(e["message"].rstrip("\n") for e in page.get("events", []))
+
+
 class Watcher:
-    """Reads one execution (its history, its Batch jobs, its parts) on demand."""
+    """Reads one execution (its history, its Batch jobs, its parts, its logs) on demand."""
 
     def __init__(
-        self, aws: Aws, execution_arn: str, clients: tuple[Any, Any] | None = None
+        self,
+        aws: Aws,
+        execution_arn: str,
+        clients: tuple[Any, Any] | None = None,
+        *,
+        logs: bool = True,
     ) -> None:
         self.aws, self.arn = aws, check_execution_arn(execution_arn)
         if clients is None:
             clients = (aws.client("stepfunctions", self.arn), aws.client("batch", self.arn))
         self.sfn, self.batch = clients
+        # Only the top watcher reads logs: it reads its parts' jobs' too.
+        self.logs = LogReader(aws.client("logs", self.arn)) if logs else None
         self.history = History(self.sfn, self.arn)
         self.what = f"reading execution {self.arn}"
         self._definition: dict[str, Any] | None = None
         self._jobs: dict[str, dict[str, Any]] = {}  # job ID -> latest DescribeJobs entry
         self._parts: dict[str, Watcher] = {}  # a split pipeline's child executions
-        self._part_definitions: dict[str, dict[str, Any]] = {}
+        self._part_definitions: dict[str, dict[str, Any]] = {}  # part machine ARN -> definition
         self.batch_error: str | None = None
+        self.unrecorded: list[str] = []  # jobs that ran but whose logs hold no records
+
+    @property
+    def definition(self) -> dict[str, Any]:
+        """The execution's definition (after a snapshot)."""
+        return self._definition or {}
+
+    def machines(self) -> dict[str, dict[str, Any]]:
+        """Part state machine ARN -> definition, for the parts seen so far."""
+        found = dict(self._part_definitions)
+        for part in self._parts.values():
+            found.update(part.machines())
+        return found
 
     def snapshot(self) -> Snapshot:
         with aws_errors(self.what, self.aws):
@@ -772,7 +1010,44 @@ class Watcher:
             rows = node_rows(
                 definition, events, execution_status=status, jobs=self._jobs, parts=parts
             )
-        return Snapshot(execution=execution, rows=rows, now=datetime.now(UTC))
+        return Snapshot(
+            execution=execution, jobs=rows, now=datetime.now(UTC), records=self._records(rows)
+        )
+
+    def _records(self, rows: Sequence[NodeRow]) -> dict[str, TaskRecord]:
+        """Job ID -> its records, for jobs that have started (so have a log stream)."""
+        if self.logs is None:
+            return {}
+        streams = {
+            r.job_id: (r.log_group or DEFAULT_LOG_GROUP, r.log_stream)
+            for r in rows
+            if r.job_id and r.log_stream and r.status not in ("QUEUED", "NOT_RUN")
+        }
+        read = self.logs.read(sorted(set(streams.values())))
+        found = {job: read[s] for job, s in streams.items() if s in read}
+        ended = {r.job_id for r in rows if r.status in ("SUCCEEDED", "FAILED")}
+        self.unrecorded = sorted((set(streams) & ended) - set(found))
+        return found
+
+    def logs_note(self) -> str | None:
+        """One line when some nodes' times are their jobs', not their own."""
+        if self.logs is not None and self.logs.error:
+            return (
+                f"could not read the jobs' logs ({self.logs.error}); nodes show their jobs' "
+                "times (allow logs:FilterLogEvents and logs:GetLogEvents on the jobs' log group)"
+            )
+        if self.unrecorded:
+            return (
+                f"{len(self.unrecorded)} jobs' logs hold no kedro-batch records (an image "
+                "built before its runtime wrote them?); their nodes show their jobs' times"
+            )
+        return None
+
+    def tail(self, row: NodeRow) -> str:
+        """The last lines of a row's job log."""
+        if self.logs is None or not row.log_stream:
+            return ""
+        return self.logs.tail(row.log_group or DEFAULT_LOG_GROUP, row.log_stream)
 
     def _part_rows(
         self, definition: Mapping[str, Any], events: Sequence[Mapping[str, Any]], status: str
@@ -782,9 +1057,12 @@ class Watcher:
         for state, (machine_arn, child_arn) in part_executions(definition, events).items():
             if child_arn:
                 if child_arn not in self._parts:
-                    self._parts[child_arn] = Watcher(self.aws, child_arn, (self.sfn, self.batch))
+                    self._parts[child_arn] = Watcher(
+                        self.aws, child_arn, (self.sfn, self.batch), logs=False
+                    )
                 part = self._parts[child_arn]
-                found[state] = part.snapshot().rows
+                found[state] = part.snapshot().jobs
+                self._part_definitions.setdefault(machine_arn, part.definition)
                 self.batch_error = self.batch_error or part.batch_error
                 continue
             if machine_arn not in self._part_definitions:
@@ -834,7 +1112,13 @@ class Watcher:
 # --- reports ----------------------------------------------------------------------
 
 
-def report(console: Console, snapshot: Snapshot, *, batch_error: str | None = None) -> None:
+def report(
+    console: Console,
+    snapshot: Snapshot,
+    *,
+    batch_error: str | None = None,
+    logs_note: str | None = None,
+) -> None:
     """The node table, the outcome and, for failures, the cause and the logs."""
     execution = snapshot.execution
     rows = snapshot.display_rows()
@@ -877,6 +1161,8 @@ def report(console: Console, snapshot: Snapshot, *, batch_error: str | None = No
             "and exact-mode outcomes come from Step Functions only",
             highlight=False,
         )
+    if logs_note:
+        console.print(f"[yellow]note[/]: {logs_note}", highlight=False, soft_wrap=True)
     console.print(f"console: {execution_url(str(execution['executionArn']))}", soft_wrap=True)
 
 
@@ -895,7 +1181,7 @@ def _follow(watcher: Watcher, console: Console, interval: float) -> int:
             soft_wrap=True,
         )
         return 130
-    report(console, snapshot, batch_error=watcher.batch_error)
+    report(console, snapshot, batch_error=watcher.batch_error, logs_note=watcher.logs_note())
     return outcome(snapshot)
 
 
@@ -968,34 +1254,169 @@ def status(
     follow: bool = False,
     interval: float = POLL_SECONDS,
     out: Console | None = None,
+    timeline_file: Path | None = None,
+    plan: Path | None = None,
 ) -> int:
-    """Print the node table of one execution; optionally write measured durations."""
+    """Print the node table of one execution; optionally write measured durations
+    (and the measured job start-up) and the run's timeline."""
     out = out or Console()
+    if plan is not None and timeline_file is None:
+        raise UserError("--plan only feeds --timeline; add --timeline FILE.html")
+    # A bad file or path fails before any call.
+    plans = read_plan(plan) if plan is not None else None
+    if timeline_file is not None:
+        timeline_html.writable(timeline_file)
     watcher = Watcher(aws, execution_arn)
     if follow:
         code = _follow(watcher, out, interval)
-        if code == 130 or durations is None:
+        if code == 130 or (durations is None and timeline_file is None):
             return code
         snapshot = watcher.snapshot()
     else:
         snapshot = watcher.watch(out, follow=False)
-        report(out, snapshot, batch_error=watcher.batch_error)
+        report(out, snapshot, batch_error=watcher.batch_error, logs_note=watcher.logs_note())
         code = outcome(snapshot)
     if durations is not None:
-        measured = measured_durations(snapshot.rows)
-        if not measured:
-            raise UserError(
-                f"no node of {execution_arn} has succeeded, so --durations has nothing to write; "
-                "use a run that got further"
-            )
-        write_durations(durations, measured)
-        out.print(
-            f"wrote {len(measured)} measured durations to {durations}; use them with: "
-            f'pulumi config set {NAMESPACE}:durations "$(cat {durations})"',
-            highlight=False,
-            soft_wrap=True,
+        _write_measured(out, snapshot, durations, execution_arn)
+    if timeline_file is not None:
+        machine = str(snapshot.execution.get("stateMachineArn") or "")
+        pipeline = _tagged_pipeline(watcher.sfn, machine) if machine else None
+        if pipeline is None and plans is not None and len(plans) == 1:
+            pipeline = next(iter(plans))
+        pipeline = pipeline or machine.rsplit(":", 1)[-1] or "pipeline"
+        expected = expected_seconds(plans, pipeline, plan) if plans is not None else None
+        tails = {
+            r.job_id: watcher.tail(r) for r in snapshot.jobs if r.job_id and r.status == "FAILED"
+        }
+        run = timeline_run(
+            snapshot,
+            pipeline=pipeline,
+            precedence=task_precedence(watcher.definition, watcher.machines()),
+            tails=tails,
+            expected=expected,
         )
+        timeline_html.write(timeline_file, run)
+        out.print(f"timeline written to {timeline_file}", highlight=False, soft_wrap=True)
     return code
+
+
+def _write_measured(out: Console, snapshot: Snapshot, path: Path, execution_arn: str) -> None:
+    """``--durations``: the file for ``kedro-batch:durations``, and the start-up to set."""
+    measured = measured_durations(snapshot.rows)
+    if not measured:
+        raise UserError(
+            f"no node of {execution_arn} has succeeded, so --durations has nothing to write; "
+            "use a run that got further"
+        )
+    write_durations(path, measured)
+    shared = sum(
+        1 for r in snapshot.rows if r.name in measured and not r.measured and r.task_size > 1
+    )
+    out.print(
+        f"wrote {len(measured)} measured durations to {path}"
+        + (f" ({shared} of them a fused task's time split evenly: no records)" if shared else "")
+        + f'; use them with: pulumi config set {NAMESPACE}:durations "$(cat {path})"',
+        highlight=False,
+        soft_wrap=True,
+    )
+    start, jobs = measured_job_start(snapshot)
+    if start is None:
+        out.print(
+            "no job start-up measured: no job's log holds a node-start record",
+            highlight=False,
+        )
+        return
+    out.print(
+        f"measured job start-up (submission to first node, median of {jobs} jobs): "
+        f"{start:.1f}s; use it with: pulumi config set {NAMESPACE}:jobStartSeconds "
+        f"{max(round(start), 0)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def read_plan(path: Path) -> dict[str, Any]:
+    """Pipeline -> its entry in ``synth``'s ``plan.json``."""
+    hint = "pass the plan.json that `python -m infra synth` wrote (build/<stack>/plan.json)"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UserError(f"--plan {path}: cannot read it ({exc.strerror}); {hint}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"--plan {path} is not JSON; {hint}") from None
+    pipelines = data.get("pipelines") if isinstance(data, dict) else None
+    if not isinstance(pipelines, dict) or not pipelines:
+        raise UserError(f'--plan {path} has no "pipelines" object; {hint}')
+    return pipelines
+
+
+def expected_seconds(plans: Mapping[str, Any], pipeline: str, path: Path | None) -> float:
+    """The model's expected run time of ``pipeline`` in a plan (``expected.seconds``)."""
+    if pipeline not in plans:
+        raise UserError(
+            f"--plan {path} has no pipeline {pipeline!r} (it has {', '.join(sorted(plans))}); "
+            "pass the plan of the stack that ran this execution"
+        )
+    expected = plans[pipeline].get("expected") if isinstance(plans[pipeline], dict) else None
+    seconds = expected.get("seconds") if isinstance(expected, dict) else None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+        raise UserError(
+            f"--plan {path}: pipeline {pipeline!r} has no expected.seconds; write it again with "
+            "`python -m infra synth`"
+        )
+    return float(seconds)
+
+
+def timeline_run(
+    snapshot: Snapshot,
+    *,
+    pipeline: str,
+    precedence: Mapping[str, frozenset[str]],
+    tails: Mapping[str, str],
+    expected: float | None,
+) -> timeline.Run:
+    """An execution as the timeline draws it: one task per Task state, from AWS's records."""
+    tasks: dict[str, timeline.TaskRun] = {}
+    for row in snapshot.jobs:
+        if row.task_key in tasks:
+            continue
+        record = snapshot.records.get(row.job_id or "")
+        spans = record.spans if record is not None else ()
+        waiting = row.status in ("QUEUED", "NOT_RUN")
+        started = None if waiting else _epoch(row.started)
+        if started is None and not waiting and record is not None:
+            started = record.started
+        error = next((s.error for s in spans if s.status == "FAILED" and s.error), None)
+        tasks[row.task_key] = timeline.TaskRun(
+            key=row.task_key,
+            label=row.state,
+            nodes=row.task_nodes or (row.name,),
+            status=row.status,
+            submitted=None if row.status == "NOT_RUN" else _epoch(row.submitted),
+            started=started,
+            finished=None if waiting else _epoch(row.finished),
+            spans=spans,
+            attempts=row.attempts,
+            cause=(error or row.cause) if row.status == "FAILED" else None,
+            log_tail=tails.get(row.job_id or "", ""),
+            link=row.log_link(snapshot.region),
+        )
+    execution = snapshot.execution
+    started_at = _time(execution.get("startDate")) or snapshot.now
+    arn = str(execution["executionArn"])
+    return timeline.Run(
+        pipeline=pipeline,
+        run_id=str(execution.get("name") or arn.rsplit(":", 1)[-1]),
+        status=snapshot.status,
+        started=started_at.timestamp(),
+        finished=_epoch(_time(execution.get("stopDate"))),
+        tasks=tuple(tasks.values()),
+        precedence=precedence,
+        expected_seconds=expected,
+        now=snapshot.now.timestamp(),
+        source="Step Functions console",
+        link=execution_url(arn),
+    )
 
 
 def redrive(

@@ -34,6 +34,7 @@ from infra.resources import (
     normalise,
     platform_of,
 )
+from infra.secrets import check_credentials
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,14 @@ def plan(settings: Settings) -> DeploymentPlan:
             node_seconds=seconds,
             grouping=chosen,
         )
+    check_credentials(
+        [p.graph for p in pipelines.values()],
+        intermediates=settings.intermediates,
+        credentials_secret=settings.credentials_secret,
+        project=project.path,
+        package=project.package_name,
+        env=settings.kedro_env,
+    )
     return DeploymentPlan(settings=settings, project=project, pipelines=pipelines)
 
 

@@ -77,13 +77,21 @@ def moto_s3(*buckets: str) -> Iterator[S3Endpoint]:
 
 
 def fresh_project(project: Path, workdir: Path) -> Path:
-    """A copy of ``project`` without ``data/`` (what the image holds)."""
+    """A copy of ``project`` as the image holds it: no ``data/``, no ``conf/local``
+    contents, no credentials files."""
     target = workdir / project.name
-    shutil.copytree(
-        project,
-        target,
-        ignore=shutil.ignore_patterns("data", "__pycache__", ".ruff_cache", "sessions", "info.log"),
-    )
+    skip = shutil.ignore_patterns("data", "__pycache__", ".ruff_cache", "sessions", "info.log")
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        where = Path(directory).relative_to(project).parts
+        ignored = set(skip(directory, names))
+        if where[:1] == ("conf",):
+            ignored |= {
+                n for n in names if n.startswith("credentials") or where == ("conf", "local")
+            }
+        return ignored
+
+    shutil.copytree(project, target, ignore=ignore)
     return target
 
 

@@ -27,6 +27,11 @@ DEFINITIONS = [
     f"arn:aws:batch:{REGION}:{ACCOUNT}:job-definition/kedro-batch-prod-job-gpu-5d6e7f8",
 ]
 
+SECRETS = [
+    f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:kedro/credentials-AbCdEf",
+    f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:shared/api-token-GhIjKl",
+]
+
 
 def sfn_policy(*, logging: bool = True, tracing: bool = True) -> iam.Policy:
     return iam.state_machine_policy(
@@ -44,6 +49,10 @@ IDENTITY_POLICIES = {
     "job": iam.job_role_policy(BUCKET),
     "job with KMS": iam.job_role_policy(BUCKET, KEY),
     "execution": iam.execution_role_policy(REPOSITORY, LOG_GROUP),
+    "execution with secrets": iam.execution_role_policy(REPOSITORY, LOG_GROUP, secret_arns=SECRETS),
+    "execution with secrets and their key": iam.execution_role_policy(
+        REPOSITORY, LOG_GROUP, secret_arns=SECRETS, secrets_kms_key_arn=KEY
+    ),
     "state machine": sfn_policy(),
     "state machine, no logs or tracing": sfn_policy(logging=False, tracing=False),
 }
@@ -123,6 +132,25 @@ def test_the_execution_role_pulls_from_its_repository_and_writes_its_log_group()
         "Resource": "*",
     }
     assert by_sid["WriteJobLogs"]["Resource"] == f"{LOG_GROUP}:log-stream:*"
+
+
+def test_the_execution_role_reads_exactly_the_job_secrets_and_decrypts_only_through_them():
+    assert "ReadJobSecrets" not in {s["Sid"] for s in IDENTITY_POLICIES["execution"]["Statement"]}
+    by_sid = {s["Sid"]: s for s in statements(IDENTITY_POLICIES["execution with secrets"])}
+    assert by_sid["ReadJobSecrets"]["Action"] == ["secretsmanager:GetSecretValue"]
+    assert by_sid["ReadJobSecrets"]["Resource"] == sorted(SECRETS)
+    assert "DecryptJobSecrets" not in by_sid  # the AWS managed key needs no grant
+    policy = IDENTITY_POLICIES["execution with secrets and their key"]
+    decrypt = {s["Sid"]: s for s in statements(policy)}["DecryptJobSecrets"]
+    assert (decrypt["Action"], decrypt["Resource"]) == (["kms:Decrypt"], KEY)
+    assert decrypt["Condition"] == {
+        "StringEquals": {
+            "kms:ViaService": [
+                "secretsmanager.eu-west-1.amazonaws.com",
+                "secretsmanager.us-east-1.amazonaws.com",
+            ]
+        }
+    }
 
 
 def test_the_state_machine_role_does_what_submit_job_sync_needs():

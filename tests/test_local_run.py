@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from rich.console import Console
 
 from infra.errors import UserError
 from infra.local_run import Options, local_run, parse_params
+from tests import browser
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "tests" / "fixtures" / "projects" / "runtime_tiny"
@@ -38,12 +41,27 @@ def run_quiet(**kwargs) -> tuple[dict, str]:
     return report, out.getvalue()
 
 
-def test_example_runs_end_to_end_with_report_and_kept_outputs(tmp_path: Path):
-    report_file, keep = tmp_path / "report.json", tmp_path / "bucket"
+@dataclass
+class ExampleRun:
+    result: subprocess.CompletedProcess[str]
+    report: dict
+    keep: Path
+    timeline: Path
+
+
+@pytest.fixture(scope="module")
+def example_run(tmp_path_factory: pytest.TempPathFactory) -> ExampleRun:
+    """The example, end to end through the CLI, once for every test that reads it."""
+    tmp = tmp_path_factory.mktemp("example")
+    report_file, keep, page = tmp / "report.json", tmp / "bucket", tmp / "timeline.html"
     result = cli("--stack", "dev", "--report", str(report_file), "--keep", str(keep),
-                 "--params", "train.model.alpha=0.5")  # fmt: skip
+                 "--params", "train.model.alpha=0.5", "--timeline", str(page))  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(report_file.read_text())
+    return ExampleRun(result, json.loads(report_file.read_text()), keep, page)
+
+
+def test_example_runs_end_to_end_with_report_and_kept_outputs(example_run: ExampleRun):
+    report, keep = example_run.report, example_run.keep
     assert report["pipeline"] == "__default__"
     assert report["run_id"].startswith("local-")
     assert len(report["nodes"]) == 16
@@ -59,6 +77,24 @@ def test_example_runs_end_to_end_with_report_and_kept_outputs(tmp_path: Path):
     assert "alpha,0.5" in kept.read_text()
 
 
+def test_example_timeline_shows_every_task_its_nodes_and_the_deciding_chain(
+    example_run: ExampleRun, tmp_path: Path
+):
+    report = example_run.report
+    with browser.page() as page:
+        shown = browser.open_timeline(page, example_run.timeline, tmp_path / "example.png")
+    tasks = {n["task"] for n in report["nodes"]}
+    assert len(shown["rows"]) == len(tasks) and set(shown["rows"].values()) == {"SUCCEEDED"}
+    # Every node is drawn inside its task, from its own records.
+    assert shown["nodes"] == {n["name"]: "SUCCEEDED" for n in report["nodes"]}
+    assert report["run_id"] in shown["header"] and "16" in shown["header"]
+    # The chain runs from a task that waited for nothing to the one that ended last.
+    ended = {n["task"]: n["finished"] for n in report["nodes"]}
+    last = max(ended, key=ended.__getitem__)
+    chain_tasks = {n["task"] for n in report["nodes"] if n["name"] in shown["chain"]}
+    assert last in chain_tasks
+
+
 def test_exact_mode_and_default_node_names_run_too():
     report, _ = run_quiet(
         overrides={"projectDir": str(NAMESPACED), **NO_ENV, "orchestration": "exact"}
@@ -67,8 +103,20 @@ def test_exact_mode_and_default_node_names_run_too():
     assert any("__" in n["name"] for n in report["nodes"])
 
 
-def test_node_failure_shows_the_log_and_stops_the_server():
-    report, output = run_quiet(overrides={"projectDir": str(TINY), **NO_ENV}, params={"fail": True})
+@pytest.fixture(scope="module")
+def failed_tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]:
+    page = tmp_path_factory.mktemp("failed") / "timeline.html"
+    durations = {"scale": 2, "summarise": 3, "fit": 5, "report": 1}  # the model: 2 + 5 + 1 s
+    report, output = run_quiet(
+        overrides={"projectDir": str(TINY), **NO_ENV, "durations": json.dumps(durations)},
+        params={"fail": True},
+        timeline=page,
+    )
+    return report, output, page
+
+
+def test_node_failure_shows_the_log_and_stops_the_server(failed_tiny: tuple[dict, str, Path]):
+    report, output, _ = failed_tiny
     statuses = {n["name"]: n["status"] for n in report["nodes"]}
     assert "FAILED" in statuses.values() and "NOT_RUN" in statuses.values()
     failed = [n for n, s in statuses.items() if s == "FAILED"]
@@ -78,6 +126,39 @@ def test_node_failure_shows_the_log_and_stops_the_server():
     port = int(re.search(r"embedded S3 at http://127\.0\.0\.1:(\d+)", output).group(1))
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1)
+
+
+def test_a_failed_runs_timeline_marks_the_failed_node_with_its_cause(
+    failed_tiny: tuple[dict, str, Path], tmp_path: Path
+):
+    _, _, page_file = failed_tiny
+    with browser.page() as page:
+        shown = browser.open_timeline(page, page_file, tmp_path / "failed.png")
+        browser.check_failure_mark(page, "summarise", "ValueError: asked to fail")
+    assert shown["rows"]["summarise"] == "FAILED" and shown["rows"]["report"] == "NOT_RUN"
+    assert shown["nodes"]["summarise"] == "FAILED"
+    assert re.search(r"model expected\s+8s", shown["header"])
+
+
+def test_a_fused_tasks_nodes_have_their_own_times_and_unstarted_ones_did_not_run():
+    """``intermediates: group`` fuses scale, summarise and fit (they share a MemoryDataset)."""
+    report, _ = run_quiet(
+        overrides={"projectDir": str(TINY), **NO_ENV, "intermediates": "group"},
+        params={"fail": True},
+    )
+    nodes = {n["name"]: n for n in report["nodes"]}
+    fused = [n for n in report["nodes"] if n["task"] == nodes["summarise"]["task"]]
+    assert {n["name"] for n in fused} == {"scale", "summarise", "fit"}
+    assert (nodes["scale"]["status"], nodes["summarise"]["status"]) == ("SUCCEEDED", "FAILED")
+    assert nodes["report"]["status"] == "NOT_RUN"  # its task never ran
+    ran = sorted((n for n in fused if n["started"] is not None), key=lambda n: n["started"])
+    for before, after in itertools.pairwise(ran):  # one after another, each its own
+        assert before["finished"] <= after["started"]
+    assert ran[0]["started"] < ran[-1]["started"]
+    # A node after the failing one never started: not run, with no times.
+    for node in fused:
+        if node["started"] is None:
+            assert (node["status"], node["finished"]) == ("NOT_RUN", None)
 
 
 def test_cli_exit_status_is_1_on_failure():

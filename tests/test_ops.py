@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -29,6 +30,7 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
+from kedro_batch_runtime import records
 from rich.console import Console
 
 from infra import asl, ops, progress
@@ -37,7 +39,7 @@ from infra.config import parse
 from infra.errors import UserError
 from infra.graph import PipelineGraph
 from infra.kedro_project import load_project
-from tests import moto_sfn
+from tests import browser, moto_sfn
 
 ROOT = Path(__file__).resolve().parent.parent
 # moto's .sync task-token watcher thread raises after a task has finished (a
@@ -425,7 +427,26 @@ def deployed(example: PipelineGraph) -> Iterator[Deployed]:
             boto3.client("batch", **kw), boto3.client("iam", **kw), boto3.client("ec2", **kw)
         )
         role = f"arn:aws:iam::{ACCOUNT}:role/sfn"
+        # Jobs log where Batch logs by default; tests put records there.
+        boto3.client("logs", **kw).create_log_group(logGroupName=ops.DEFAULT_LOG_GROUP)
         machines: dict[str, str] = {}
+        # Fused tasks: one per namespace, as grouping: namespace deploys them.
+        by_namespace: dict[str, list[str]] = {}
+        for node in example.nodes:
+            by_namespace.setdefault(node.namespace or node.name, []).append(node.name)
+        grouped = asl.build_definition(
+            example,
+            job_queue=queue,
+            job_definition=jobdef,
+            groups=list(by_namespace.values()),
+            pipeline_name="__default__",
+        )
+        machines["grouped"] = sfn.create_state_machine(
+            name="kedro-batch-dev-grouped",
+            definition=json.dumps(grouped),
+            roleArn=role,
+            tags=[{"key": "kedro-batch:pipeline", "value": "__default__"}],
+        )["stateMachineArn"]
         for mode in asl.MODES:
             definition = asl.build_definition(
                 example,
@@ -752,9 +773,10 @@ def test_the_real_cli_prints_one_line_and_no_traceback(deployed: Deployed):
 
 
 def test_status_of_a_split_pipeline_finds_the_failed_node_inside_its_part(
-    deployed: Deployed, failed_split: str, example: PipelineGraph, capsys
+    deployed: Deployed, failed_split: str, example: PipelineGraph, tmp_path: Path, capsys
 ):
-    assert deployed.cli("status", failed_split) == 1
+    page = tmp_path / "split.html"
+    assert deployed.cli("status", failed_split, "--timeline", str(page)) == 1
     out = capsys.readouterr().out
     rows = table_rows(out)
     assert set(rows) == set(example.node_names)  # parts not started are "not run"
@@ -762,6 +784,12 @@ def test_status_of_a_split_pipeline_finds_the_failed_node_inside_its_part(
     assert failed_nodes and failed_nodes <= first_nodes(example)
     for node in failed_nodes:
         assert f"node {node} failed" in out
+    # The timeline has a row for every task, wherever its part is, with its status.
+    drawn = dict(
+        re.findall(r'<g class="row[^"]*" data-task="([^"]+)" data-status="(\w+)"', page.read_text())
+    )
+    assert set(drawn) == set(example.node_names)
+    assert {n for n, s in drawn.items() if s == "FAILED"} == failed_nodes
 
 
 def test_a_redrive_reruns_the_whole_part_of_a_failed_node():
@@ -773,3 +801,202 @@ def test_a_redrive_reruns_the_whole_part_of_a_failed_node():
         ops.NodeRow("e", "s5", 1, "SUCCEEDED"),
     ]
     assert ops.rerun_on_redrive(rows) == ["a", "b", "d"]
+
+
+# --- per-node records in the jobs' CloudWatch log streams ------------------------------
+
+
+def execution_jobs(deployed: Deployed, arn: str) -> list[dict[str, Any]]:
+    """Batch's description of every node job an execution ran, read from its history."""
+    ids: set[str] = set()
+    for event in deployed.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]:
+        for key in ("taskSucceededEventDetails", "taskFailedEventDetails"):
+            text = event.get(key, {}).get("output") or event.get(key, {}).get("cause")
+            try:
+                described = json.loads(text or "")
+            except json.JSONDecodeError:
+                continue
+            if isinstance(described, dict) and described.get("JobId"):
+                ids.add(described["JobId"])
+    batch = boto3.client("batch", endpoint_url=deployed.endpoint, region_name=moto_sfn.REGION)
+    jobs = batch.describe_jobs(jobs=sorted(ids))["jobs"]
+    return [j for j in jobs if "--nodes" in j["container"]["command"]]
+
+
+def job_nodes(job: dict[str, Any]) -> list[str]:
+    command = job["container"]["command"]
+    return command[command.index("--nodes") + 1].split(",")
+
+
+def node_seconds(example: PipelineGraph) -> dict[str, float]:
+    """A distinct duration per node: an even split of a task's time could not produce them."""
+    return {n: 2.0 + 1.5 * i for i, n in enumerate(sorted(example.node_names))}
+
+
+STARTUPS = (20.0, 30.0, 50.0)  # seconds from submission to the first node, job by job
+
+
+def put_records(
+    deployed: Deployed,
+    job: dict[str, Any],
+    startup: float,
+    seconds: dict[str, float],
+    fail: str | None = None,
+) -> None:
+    """The lines the runtime writes, into the log stream Batch names for the job."""
+    created = job["createdAt"] / 1000
+    nodes = job_nodes(job)
+    lines = [(created + 2, records.line("task-start", time=created + 2, nodes=nodes))]
+    lines.append((created + 3, "INFO kedro.framework.session: Kedro project demand_forecast"))
+    t = created + startup
+    for node in nodes:
+        lines.append((t, records.line("node-start", time=t, node=node)))
+        if node == fail:
+            lines += [
+                (t + 1, "Traceback (most recent call last):"),
+                (t + 1, "ValueError: boom in " + node),
+                (t + 1, records.line("node-end", time=t + 1, node=node, status="FAILED",
+                                     error="ValueError: boom in " + node)),
+                (t + 1, records.line("task-end", time=t + 1, status="FAILED")),
+            ]  # fmt: skip
+            break
+        t += seconds[node]
+        lines.append((t, records.line("node-end", time=t, node=node, status="SUCCEEDED")))
+    else:
+        lines.append((t, records.line("task-end", time=t, status="SUCCEEDED")))
+    logs = boto3.client("logs", endpoint_url=deployed.endpoint, region_name=moto_sfn.REGION)
+    stream = job["container"]["logStreamName"]
+    logs.create_log_stream(logGroupName=ops.DEFAULT_LOG_GROUP, logStreamName=stream)
+    logs.put_log_events(
+        logGroupName=ops.DEFAULT_LOG_GROUP,
+        logStreamName=stream,
+        logEvents=[{"timestamp": int(at * 1000), "message": text} for at, text in lines],
+    )
+
+
+@pytest.fixture(scope="module")
+def recorded(deployed: Deployed, example: PipelineGraph) -> tuple[str, list[dict[str, Any]]]:
+    """A successful run of fused tasks whose jobs wrote their records."""
+    started = deployed.sfn.start_execution(
+        stateMachineArn=deployed.machines["grouped"], name="recorded", input='{"params": {}}'
+    )
+    assert moto_sfn.wait(deployed.sfn, started["executionArn"])["status"] == "SUCCEEDED"
+    jobs = execution_jobs(deployed, started["executionArn"])
+    assert len(jobs) < len(example.nodes)  # fused
+    for i, job in enumerate(jobs):
+        put_records(deployed, job, STARTUPS[i % len(STARTUPS)], node_seconds(example))
+    return started["executionArn"], jobs
+
+
+def test_status_durations_are_each_nodes_own_and_the_start_up_is_measured(
+    deployed: Deployed, recorded, example: PipelineGraph, tmp_path: Path, capsys
+):
+    arn, jobs = recorded
+    target = tmp_path / "durations.json"
+    assert deployed.cli("status", arn, "--durations", str(target)) == 0
+    out = capsys.readouterr().out
+    # Each node's own time from its task's records: not its task's time split evenly.
+    assert parse({"durations": target.read_text()}).durations == node_seconds(example)
+    waits = sorted(STARTUPS[i % len(STARTUPS)] for i in range(len(jobs)))
+    median = waits[len(waits) // 2] if len(waits) % 2 else sum(waits[len(waits) // 2 - 1 :][:2]) / 2
+    assert f"pulumi config set kedro-batch:jobStartSeconds {round(median)}" in out
+    assert f"median of {len(jobs)} jobs" in out
+    assert "note" not in out  # every job's records were read
+
+
+def test_status_timeline_draws_the_execution_from_awss_records(
+    deployed: Deployed, recorded, example: PipelineGraph, tmp_path: Path, capsys
+):
+    arn, jobs = recorded
+    page_file = tmp_path / "timeline.html"
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"pipelines": {"__default__": {"expected": {"seconds": 95.5}}}}))
+    assert deployed.cli("status", arn, "--timeline", str(page_file), "--plan", str(plan)) == 0
+    assert f"timeline written to {page_file}" in capsys.readouterr().out
+    with browser.page() as page:
+        shown = browser.open_timeline(page, page_file, tmp_path / "status.png")
+    assert set(shown["rows"]) == {",".join(job_nodes(j)) for j in jobs}
+    assert shown["nodes"] == {n: "SUCCEEDED" for n in example.node_names}
+    assert "recorded" in shown["header"] and "1m36s" in shown["header"]  # the model's 95.5 s
+    assert "__default__" in shown["header"]  # from the state machine's pipeline tag
+
+
+def test_a_failed_fused_task_names_its_node_and_cause_and_what_never_started(
+    deployed: Deployed, example: PipelineGraph, tmp_path: Path, capsys
+):
+    arn = fail(deployed, "grouped", "failed-grouped")
+    failed_nodes: dict[str, str] = {}
+    for i, job in enumerate(execution_jobs(deployed, arn)):
+        nodes = job_nodes(job)
+        culprit = nodes[min(1, len(nodes) - 1)] if job["status"] == "FAILED" else None
+        put_records(deployed, job, STARTUPS[i % 3], node_seconds(example), fail=culprit)
+        if culprit:
+            failed_nodes[culprit] = ",".join(nodes)
+    assert failed_nodes
+    page_file = tmp_path / "failed.html"
+    assert deployed.cli("status", arn, "--timeline", str(page_file)) == 1
+    out = capsys.readouterr().out
+    rows = table_rows(out)
+    for node, task in failed_nodes.items():
+        assert rows[node] == "failed"
+        assert f"node {node} failed: ValueError: boom in {node}" in out
+        after = task.split(",")[task.split(",").index(node) + 1 :]
+        assert all(rows[n] == "not run" for n in after)  # never started in the fused task
+        before = task.split(",")[: task.split(",").index(node)]
+        assert all(rows[n] == "succeeded" for n in before)
+    node = next(iter(failed_nodes))
+    with browser.page() as page:
+        shown = browser.open_timeline(page, page_file, tmp_path / "failed.png")
+        browser.check_failure_mark(page, node, f"ValueError: boom in {node}")
+        tail = page.locator("ol.failures pre.tail").first.inner_text()
+    assert "Traceback (most recent call last):" in tail  # the job's log, from GetLogEvents
+    assert shown["rows"][failed_nodes[node]] == "FAILED"
+
+
+def test_without_records_nodes_keep_their_jobs_times_with_a_note(
+    deployed: Deployed, succeeded: str, capsys
+):
+    assert deployed.cli("status", succeeded) == 0
+    out = capsys.readouterr().out
+    assert "jobs' logs hold no kedro-batch records" in out
+    assert "their nodes show their jobs' times" in out
+
+
+def test_unreadable_logs_are_one_note_not_an_error(deployed: Deployed):
+    from botocore.stub import Stubber
+
+    logs = boto3.client("logs", endpoint_url=deployed.endpoint, region_name=moto_sfn.REGION)
+    reader = ops.LogReader(logs)
+    assert reader.read([("/no/such/group", "s")]) == {}
+    assert reader.error == "log group /no/such/group does not exist"
+    denied = ops.LogReader(boto3.client("logs", region_name=moto_sfn.REGION))
+    with Stubber(denied.client) as stub:
+        stub.add_client_error("filter_log_events", "AccessDeniedException", "not allowed")
+        assert denied.read([(ops.DEFAULT_LOG_GROUP, "s")]) == {}
+    assert denied.error is not None and "AccessDeniedException" in denied.error
+
+
+def test_status_plan_errors_name_the_file(
+    deployed: Deployed, succeeded: str, tmp_path: Path, capsys
+):
+    bad = tmp_path / "plan.json"
+    bad.write_text("{not json")
+    assert (
+        deployed.cli(
+            "status", succeeded, "--timeline", str(tmp_path / "t.html"), "--plan", str(bad)
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--plan {bad} is not JSON" in err
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"pipelines": {"train": {"expected": {"seconds": 3}}}}))
+    assert (
+        deployed.cli(
+            "status", succeeded, "--timeline", str(tmp_path / "t.html"), "--plan", str(other)
+        )
+        == 2
+    )
+    assert "has no pipeline '__default__' (it has train)" in capsys.readouterr().err
+    assert deployed.cli("status", succeeded, "--plan", str(other)) == 2
+    assert "--plan only feeds --timeline" in capsys.readouterr().err

@@ -237,12 +237,11 @@ CONF: dict[str, dict[str, Any]] = {
     "table@spark": {"type": "spark.SparkDataset", "filepath": "data/03_primary/table.pq"},
     "table@pandas": {"type": "pandas.ParquetDataset", "filepath": "data/03_primary/table.pq"},
 }
-CREDENTIALS = {"dev": {"key": "k"}}
 RUN = RunSettings(run_id="r1", version=VERSION, bucket="b")
 
 
 def _plan(task, run=RUN):
-    return plan_catalog(CONF, CREDENTIALS, PIPELINE, task, run)
+    return plan_catalog(CONF, PIPELINE, task, run)
 
 
 def _targets(plan):
@@ -270,7 +269,9 @@ def test_plan_moves_outputs_by_the_layout_rule_and_pins_versions():
     assert plan.config["lag_features"]["type"] == "pandas.ParquetDataset"
     assert "{name}_features" in plan.config
     assert plan.config["model"]["versioned"] is False
-    assert plan.config["remote_model"]["credentials"] == {"key": "k"}
+    # A reference the session resolves: the plan never holds a credential.
+    assert plan.config["remote_model"]["credentials"] == "dev"
+    assert plan.credentials == {"remote_model": ("dev",)}
     # Entries the task does not touch are the project's own.
     assert plan.config["raw"] == CONF["raw"]
 

@@ -22,6 +22,7 @@ from kedro_batch_runtime.settings import ENV_BUCKET, ENV_INTERMEDIATES
 from infra import iam
 from infra.asl import TASK_COMMAND
 from infra.components.roles import service_role
+from infra.components.secrets import JobSecrets
 from infra.config import Settings
 from infra.kedro_project import QUIET_KEDRO_ENV
 from infra.resources import JobClass, ResourcePlan, Resources
@@ -77,6 +78,7 @@ class BatchCompute(pulumi.ComponentResource):
         repository_arn: pulumi.Input[str],
         bucket: pulumi.Input[str],
         bucket_arn: pulumi.Input[str],
+        secrets: JobSecrets | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("kedro-batch:index:BatchCompute", name, None, opts)
@@ -87,7 +89,8 @@ class BatchCompute(pulumi.ComponentResource):
         invoke = pulumi.InvokeOutputOptions(parent=self)
         account_id = aws.get_caller_identity_output(opts=invoke).account_id
         region = aws.get_region_output(opts=invoke).region
-        partition = aws.get_partition_output(opts=invoke).partition
+        partition_info = aws.get_partition_output(opts=invoke)
+        partition = partition_info.partition
 
         uses_ec2 = resources.needs_gpu or resources.platform == "EC2"
         self._instance_profile = self._instance_profile_for(partition) if uses_ec2 else None
@@ -113,12 +116,21 @@ class BatchCompute(pulumi.ComponentResource):
                 lambda arn: iam.job_role_policy(arn, settings.kms_key_arn)
             ),
         )
+        secret_arns = secrets.arns if secrets else pulumi.Output.from_input([])
         execution_role = self._role(
             f"{name}-execution",
-            "What ECS needs to start a job: pull the image, write its logs",
+            "What ECS needs to start a job: pull the image, write its logs, read its secrets",
             account_id,
-            pulumi.Output.all(repository_arn, log_group.arn).apply(
-                lambda arns: iam.execution_role_policy(arns[0], arns[1])
+            pulumi.Output.all(
+                repository_arn, log_group.arn, secret_arns, partition_info.dns_suffix
+            ).apply(
+                lambda a: iam.execution_role_policy(
+                    a[0],
+                    a[1],
+                    secret_arns=a[2],
+                    secrets_kms_key_arn=settings.secrets_kms_key_arn,
+                    dns_suffix=a[3],
+                )
             ),
         )
         environment = {
@@ -134,6 +146,7 @@ class BatchCompute(pulumi.ComponentResource):
             log_group=log_group.name,
             region=region,
             environment=pulumi.Output.all(**environment),
+            secrets=secrets.value_from if secrets else {},
         )
         self.job_definitions = {}
         for job_class in resources.job_classes:
@@ -296,8 +309,13 @@ def container_properties(
     resources: Resources,
     fargate: bool,
     assign_public_ip: bool,
+    secrets: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Batch ``containerProperties`` of a job definition."""
+    """Batch ``containerProperties`` of a job definition.
+
+    ``secrets`` (environment variable -> full secret ARN, with Batch's
+    ``:json-key:stage:id`` if any) are fetched by ECS as the container starts.
+    """
     properties: dict[str, Any] = {
         "image": image,
         "command": DEFAULT_COMMAND,
@@ -307,6 +325,11 @@ def container_properties(
             {"type": k, "value": v} for k, v in sorted(resources.requirements().items())
         ],
         "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
+        **(
+            {"secrets": [{"name": k, "valueFrom": v} for k, v in sorted(secrets.items())]}
+            if secrets
+            else {}
+        ),
         "logConfiguration": {
             "logDriver": "awslogs",
             "options": {

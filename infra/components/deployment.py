@@ -19,9 +19,11 @@ from infra.components.network import Network
 from infra.components.notifications import FailureNotifications
 from infra.components.orchestration import PipelineStateMachines
 from infra.components.schedules import PipelineSchedules
+from infra.components.secrets import resolve_job_secrets
 from infra.components.storage import DataBucket
 from infra.plan import DeploymentPlan
 from infra.resources import plan_resources
+from infra.secrets import job_secrets
 
 CONSOLE_DOMAINS = {
     "aws": "console.aws.amazon.com",
@@ -84,6 +86,11 @@ class KedroBatchDeployment(pulumi.ComponentResource):
             repository_arn=image.repository_arn,
             bucket=storage.bucket,
             bucket_arn=storage.arn,
+            secrets=resolve_job_secrets(
+                job_secrets(settings.credentials_secret, settings.secret_env),
+                kms_key_arn=settings.secrets_kms_key_arn,
+                opts=pulumi.InvokeOutputOptions(parent=self),
+            ),
             opts=child,
         )
         machines = PipelineStateMachines(

@@ -7,6 +7,11 @@ configuration plus an explicit entry for each dataset of the task that has
 to move (see :mod:`kedro_batch_runtime.layout` for where to). Everything
 else stays Kedro's: patterns, credentials, validators, the save version of
 unpinned datasets, and the catalog class the project configured.
+
+Planning never sees a credential: entries keep ``credentials: <name>``
+references, which the session resolves. A dataset moved into the data bucket
+loses its ``credentials``: it is read and written with the job role, and
+credentials meant for a local file system would only confuse ``s3fs``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,12 @@ from kedro_batch_runtime.boundaries import (
     is_parameter,
     producers,
     storage,
+)
+from kedro_batch_runtime.credentials import (
+    referenced,
+    references,
+    unresolved,
+    without_credentials,
 )
 from kedro_batch_runtime.layout import project_relative, versioned_path
 from kedro_batch_runtime.settings import RunConfigError, RunSettings
@@ -49,11 +60,21 @@ class CatalogPlan:
     # Local paths outside the project (absolute, or climbing out of it):
     # they stay on the disk of whatever machine runs the task.
     left_local: tuple[str, ...]
+    # Each dataset of the task -> the credentials names its entry uses.
+    credentials: Mapping[str, tuple[str, ...]]
+
+
+def bucket_relative(kind: Storage, path: str, intermediates: str) -> str | None:
+    """The project-relative path under which a dataset at ``path`` moves into the
+    data bucket (``kind`` from :func:`~kedro_batch_runtime.boundaries.storage`),
+    or ``None`` when it stays where the catalog says."""
+    if kind is not Storage.LOCAL or intermediates == "error":
+        return None
+    return project_relative(path)
 
 
 def plan_catalog(
     conf: Mapping[str, Any],
-    credentials: Mapping[str, Any],
     pipeline: Sequence[NodeLike],
     task: Collection[str],
     run: RunSettings,
@@ -65,16 +86,17 @@ def plan_catalog(
     looked at; the rest of the catalog is passed through untouched.
     """
     # A throwaway catalog answers "in the catalog?" and resolves patterns
-    # exactly as the session's will; it creates no dataset.
-    resolver = DataCatalog.from_config(dict(conf), dict(credentials))
+    # exactly as the session's will; it creates no dataset and sees no credentials.
+    resolver = DataCatalog.from_config(dict(conf), references())
     written = producers(pipeline)
     crossing = {base_name(c.dataset): c for c in crossings(pipeline, lambda name: name in task)}
     entries: dict[str, Any] = {}
     moves: list[Move] = []
     left_local: list[str] = []
+    needs: dict[str, tuple[str, ...]] = {}
     for name in _datasets(n for n in pipeline if n.name in task):
         in_catalog = name in resolver
-        config = resolver.config_resolver.resolve_pattern(name) if in_catalog else {}
+        config = unresolved(resolver.config_resolver.resolve_pattern(name)) if in_catalog else {}
         key = next((k for k in PATH_KEYS if isinstance(config.get(k), str)), None)
         path: str | None = config[key] if key else None
         kind = storage(in_catalog=in_catalog, type_name=config.get("type"), filepath=path)
@@ -84,18 +106,20 @@ def plan_catalog(
                 entries[name] = {"type": PICKLE_TYPE, "filepath": target}
                 moves.append(Move(name, "memory", target))
             continue
+        needs[name] = referenced(config)
         if key is None or path is None:
             continue
         produced = base_name(name) in written
         versioned = bool(config.get("versioned"))
         target = path
-        if kind is Storage.LOCAL and run.intermediates != "error":
-            relative = project_relative(path)
-            if relative is None:
-                left_local.append(name)
-            else:
-                layout = run.layout(f"dataset {name!r} ({path})")
-                target = layout.local(relative, produced=produced, versioned=versioned)
+        relative = bucket_relative(kind, path, run.intermediates)
+        if relative is not None:
+            layout = run.layout(f"dataset {name!r} ({path})")
+            target = layout.local(relative, produced=produced, versioned=versioned)
+            config = without_credentials(config)
+            needs[name] = referenced(config)
+        elif kind is Storage.LOCAL and run.intermediates != "error":
+            left_local.append(name)
         if produced and versioned:
             target = versioned_path(target, run.version)
             entries[name] = {**config, key: target, "versioned": False}
@@ -103,7 +127,8 @@ def plan_catalog(
             entries[name] = {**config, key: target}
         if target != path:
             moves.append(Move(name, path, target))
-    return CatalogPlan({**conf, **entries}, tuple(moves), tuple(left_local))
+    needed = {name: names for name, names in needs.items() if names}
+    return CatalogPlan({**conf, **entries}, tuple(moves), tuple(left_local), needed)
 
 
 def _datasets(nodes: Iterable[NodeLike]) -> list[str]:

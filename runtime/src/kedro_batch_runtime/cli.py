@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from kedro_batch_runtime import records
+from kedro_batch_runtime.credentials import ENV_CREDENTIALS
 from kedro_batch_runtime.settings import RunConfigError, RunSettings
 
 PROG = "kedro-batch-task"
@@ -80,17 +81,26 @@ def _main(args: argparse.Namespace, nodes: list[str], log: logging.Logger) -> in
     project = args.project_dir or Path(os.environ.get(ENV_PROJECT_DIR) or Path.cwd())
     for key, value in QUIET_KEDRO_ENV.items():
         os.environ.setdefault(key, value)
-    return run_task(project.resolve(), nodes, run, log)
+    # Taken out of the environment: the nodes, and whatever they start, need
+    # not see the whole credentials document.
+    credentials = os.environ.pop(ENV_CREDENTIALS, None) or None
+    return run_task(project.resolve(), nodes, run, log, credentials)
 
 
-def run_task(project: Path, nodes: list[str], run: RunSettings, log: logging.Logger) -> int:
+def run_task(
+    project: Path,
+    nodes: list[str],
+    run: RunSettings,
+    log: logging.Logger,
+    credentials: str | None = None,
+) -> int:
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
     from kedro_batch_runtime.hooks import hooks
 
     log.info("run %s, version %s: nodes %s", run.run_id, run.version, ", ".join(nodes))
-    hooks.activate(run, nodes)
+    hooks.activate(run, nodes, credentials)
     try:
         bootstrap_project(project)
         _check_hook_enabled()

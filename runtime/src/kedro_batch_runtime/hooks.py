@@ -13,7 +13,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kedro.config import MissingConfigException
@@ -21,6 +21,7 @@ from kedro.framework.hooks import hook_impl
 
 from kedro_batch_runtime import records
 from kedro_batch_runtime.catalog import plan_catalog
+from kedro_batch_runtime.credentials import task_credentials
 from kedro_batch_runtime.settings import RunSettings
 
 DISTRIBUTION = "kedro-batch-runtime"  # what DISABLE_HOOKS_FOR_PLUGINS would name
@@ -31,19 +32,25 @@ logger = logging.getLogger(__name__)
 class _Task:
     run: RunSettings
     nodes: tuple[str, ...]
+    # The credentials secret's document (KEDRO_BATCH_CREDENTIALS): never shown.
+    credentials: str | None = field(default=None, repr=False)
 
 
 class KedroBatchHooks:
-    """Moves the task's data (``after_context_created``) and times its nodes
-    (a :mod:`~kedro_batch_runtime.records` line as each starts and ends)."""
+    """Moves the task's data and gives it its credentials (``after_context_created``),
+    and times its nodes (a :mod:`~kedro_batch_runtime.records` line as each
+    starts and ends)."""
 
     def __init__(self) -> None:
         self._task: _Task | None = None
         self._started: dict[str, float] = {}  # running nodes -> monotonic start
         self._saved: dict[str, set[str]] = {}
 
-    def activate(self, run: RunSettings, nodes: Sequence[str]) -> None:
-        self._task = _Task(run, tuple(nodes))
+    def activate(
+        self, run: RunSettings, nodes: Sequence[str], credentials: str | None = None
+    ) -> None:
+        """Act for one task; ``credentials`` is the credentials secret's document."""
+        self._task = _Task(run, tuple(nodes), credentials)
         self._started.clear()
         self._saved.clear()
 
@@ -62,11 +69,10 @@ class KedroBatchHooks:
             return  # the session reports the unknown pipeline in Kedro's words
         loader = context.config_loader
         plan = plan_catalog(
-            _config(loader, "catalog"),
-            _config(loader, "credentials"),
-            pipelines[run.pipeline].nodes,
-            self._task.nodes,
-            run,
+            _config(loader, "catalog"), pipelines[run.pipeline].nodes, self._task.nodes, run
+        )
+        loader["credentials"] = task_credentials(
+            _config(loader, "credentials"), self._task.credentials, plan.config, plan.credentials
         )
         loader["catalog"] = plan.config
         for move in plan.moves:
