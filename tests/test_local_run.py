@@ -108,7 +108,12 @@ def failed_tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Pa
     page = tmp_path_factory.mktemp("failed") / "timeline.html"
     durations = {"scale": 2, "summarise": 3, "fit": 5, "report": 1}  # the model: 2 + 5 + 1 s
     report, output = run_quiet(
-        overrides={"projectDir": str(TINY), **NO_ENV, "durations": json.dumps(durations)},
+        overrides={
+            "projectDir": str(TINY),
+            **NO_ENV,
+            "durations": json.dumps(durations),
+            "grouping": "none",  # one job per node, so one timeline row each
+        },
         params={"fail": True},
         timeline=page,
     )
@@ -143,7 +148,7 @@ def test_a_failed_runs_timeline_marks_the_failed_node_with_its_cause(
 def test_a_fused_tasks_nodes_have_their_own_times_and_unstarted_ones_did_not_run():
     """``intermediates: group`` fuses scale, summarise and fit (they share a MemoryDataset)."""
     report, _ = run_quiet(
-        overrides={"projectDir": str(TINY), **NO_ENV, "intermediates": "group"},
+        overrides={"projectDir": str(TINY), **NO_ENV, "intermediates": "group", "grouping": "none"},
         params={"fail": True},
     )
     nodes = {n["name"]: n for n in report["nodes"]}
