@@ -14,14 +14,21 @@ from infra.components import KedroBatchDeployment
 from infra.config import from_pulumi
 from infra.errors import UserError
 from infra.plan import plan
+from infra.plan_report import summary
 
 # Resource names start with this; lower-case and short enough for S3 bucket names.
 NAME = "kedro-batch-" + re.sub(r"[^a-z0-9-]", "-", pulumi.get_stack().lower())[:24]
 
 try:
-    deployment = KedroBatchDeployment(NAME, plan(from_pulumi()))
+    planned = plan(from_pulumi())
+    deployment = KedroBatchDeployment(NAME, planned)
 except UserError as exc:
     raise pulumi.RunError(str(exc)) from None
+
+# What the grouping chose and what the model expects, in `pulumi preview`'s output.
+for pipeline_name, pipeline in planned.pipelines.items():
+    for line in summary(pipeline):
+        pulumi.log.info(f"{pipeline_name}: {line.strip()}")
 
 pulumi.export("bucketName", deployment.bucket_name)
 pulumi.export("imageRef", deployment.image_ref)

@@ -65,7 +65,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from infra import asl
+    from infra import asl, plan_report
     from infra.components.image import build_inputs, describe
     from infra.datasets import moved_datasets
     from infra.kedro_project import loaded
@@ -90,6 +90,8 @@ def _synth(args: argparse.Namespace) -> int:
             f"{pipeline.structure_ratio():.2f} at equal durations; {usage.states} states, "
             f"{usage.definition_bytes / 1024:.1f} KiB, ~{usage.history_events} history events"
         )
+        for line in plan_report.summary(pipeline):
+            print(f"  {line}")
         if deployment.settings.intermediates != "error":
             for line in _data_lines(
                 moved_datasets(pipeline.graph, deployment.settings.dataset_access)
@@ -106,7 +108,21 @@ def _synth(args: argparse.Namespace) -> int:
     print(tracking.describe() if tracking else "MLflow tracking: off")
     for warning in tracking.warnings if tracking else ():
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"wrote {out}/: {len(synthesis.resources)} resources")
+    plan_report.write(
+        out / "plan.json",
+        plan_report.report(args.stack, deployment, synthesis.machines.values()),
+    )
+    print(f"wrote {out}/: {len(synthesis.resources)} resources, plan.json")
+    return 0
+
+
+def _plan_diff(args: argparse.Namespace) -> int:
+    from infra import plan_report
+
+    pr = plan_report.load(args.pr)
+    if pr is None:
+        raise UserError(f"no plan.json at {args.pr}; run python -m infra synth first")
+    print(plan_report.diff_markdown(plan_report.load(args.base), pr), end="")
     return 0
 
 
@@ -242,6 +258,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     _common(synth)
     synth.add_argument("--out", type=Path, help="output directory (default build/<stack>/)")
     synth.set_defaults(handler=_synth)
+    diff = commands.add_parser(
+        "plan-diff",
+        help="Markdown: two synth plan.json files side by side (run time, bill, tasks)",
+    )
+    diff.add_argument("base", type=Path, metavar="BASE.json", help="the base branch's plan.json")
+    diff.add_argument("pr", type=Path, metavar="PR.json", help="the pull request's plan.json")
+    diff.set_defaults(handler=_plan_diff)
     local = commands.add_parser(
         "local-run", help="run a pipeline end to end here, through its state machine"
     )

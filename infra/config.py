@@ -31,6 +31,17 @@ Orchestration = Literal["structured", "exact"]
 Intermediates = Literal["persist", "group", "error"]
 ComputeType = Literal["FARGATE_SPOT", "FARGATE", "SPOT", "EC2"]
 LogLevel = Literal["ALL", "ERROR", "FATAL", "OFF"]
+Grouping = Literal["auto", "namespace", "none"]
+
+# Expected seconds from a job's submission to its container running, when the
+# stack does not say (kedro-batch:jobStartSeconds); README "Granularity" says
+# where each figure comes from. Fargate pulls the image for every job.
+JOB_START_SECONDS: dict[str, float] = {
+    "FARGATE": 60.0,
+    "FARGATE_SPOT": 60.0,
+    "EC2": 30.0,
+    "SPOT": 30.0,
+}
 
 # CloudWatch Logs accepts only these retention periods.
 LOG_RETENTION_DAYS = (
@@ -81,6 +92,8 @@ class Settings:
     dataset_access: Mapping[str, str] = field(default_factory=dict)  # dataset/pattern -> access
     kedro_env: str | None = None
     durations: Mapping[str, float] = field(default_factory=dict)
+    grouping: Grouping = "auto"
+    job_start_seconds: float | None = None  # None: JOB_START_SECONDS[compute_type]
     # compute
     compute_type: ComputeType = "FARGATE_SPOT"
     on_demand_fallback: bool = False
@@ -214,6 +227,15 @@ _PROFILE_FIELDS: dict[str, Callable[[Any], Any]] = {
 }
 # Profile keys as written in config -> Profile fields.
 _PROFILE_ATTRS = {"ephemeralStorage": "ephemeral_storage"}
+
+
+def _seconds(raw: Any) -> float:
+    value = _decoded(raw)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"got {raw!r}; expected a positive number of seconds, e.g. 60")
+    if value <= 0:
+        raise ValueError(f"got {raw!r}; expected a positive number of seconds, e.g. 60")
+    return float(value)
 
 
 def _positive_number(raw: Any, what: str) -> float:
@@ -410,6 +432,8 @@ _KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "datasetAccess": ("dataset_access", _dataset_access),
     "kedroEnv": ("kedro_env", _string),
     "durations": ("durations", _durations),
+    "grouping": ("grouping", _choice("auto", "namespace", "none")),
+    "jobStartSeconds": ("job_start_seconds", _seconds),
     "computeType": ("compute_type", _choice("FARGATE_SPOT", "FARGATE", "SPOT", "EC2")),
     "onDemandFallback": ("on_demand_fallback", _bool),
     "maxVcpus": ("max_vcpus", _int_between(1, 10_000)),
@@ -491,6 +515,13 @@ def _check_profile_references(settings: Settings) -> None:
                     f"invalid config {NAMESPACE}:{key}: {name!r} selects unknown profile "
                     f"{profile!r}; define it under {NAMESPACE}:profiles (known: {known})"
                 )
+
+
+def job_start_seconds(settings: Settings) -> float:
+    """Expected seconds from a job's submission to its container running."""
+    if settings.job_start_seconds is not None:
+        return settings.job_start_seconds
+    return JOB_START_SECONDS[settings.compute_type]
 
 
 def from_pulumi() -> Settings:

@@ -263,7 +263,11 @@ def group_tasks(graph: PipelineGraph, groups: Sequence[Collection[str]]) -> Task
     members: dict[int, list[str]] = {}
     for n in order:
         members.setdefault(component[owner[n]], []).append(n)
-    tasks = {c: Task(name=_task_name(ns), nodes=tuple(ns)) for c, ns in members.items()}
+    names = task_names(graph, list(members.values()))
+    tasks = {
+        c: Task(name=name, nodes=tuple(ns))
+        for (c, ns), name in zip(members.items(), names, strict=True)
+    }
     parents: dict[str, set[str]] = {t.name: set() for t in tasks.values()}
     for child, ps in graph.parents.items():
         for p in ps:
@@ -277,8 +281,35 @@ def group_tasks(graph: PipelineGraph, groups: Sequence[Collection[str]]) -> Task
     )
 
 
-def _task_name(nodes: Sequence[str]) -> str:
-    return nodes[0] if len(nodes) == 1 else f"{nodes[0]}+{len(nodes) - 1}"
+def task_names(graph: PipelineGraph, tasks: Sequence[Sequence[str]]) -> list[str]:
+    """A name per task that says what it runs: its node's name; for several
+    nodes of one namespace ``<namespace>.<count>-nodes``, else
+    ``<first>..<last>`` (nodes in Kedro's order). Unique, and never the name
+    of a node: state and job names are made from them."""
+    taken = set(graph.node_names)
+    names = []
+    for nodes in tasks:
+        if len(nodes) == 1:
+            names.append(nodes[0])
+            continue
+        spaces = [(graph.node(n).namespace or "").split(".") for n in nodes]
+        common: list[str] = []
+        for parts in zip(*spaces, strict=False):
+            if len(set(parts)) != 1 or not parts[0]:
+                break
+            common.append(parts[0])
+        wanted = [f"{nodes[0]}..{nodes[-1]}"]
+        if common:
+            wanted.insert(0, f"{'.'.join(common)}.{len(nodes)}-nodes")
+        name = next((w for w in wanted if w not in taken), None)
+        n = 1
+        while name is None:
+            n += 1
+            if f"{wanted[-1]}-{n}" not in taken:
+                name = f"{wanted[-1]}-{n}"
+        taken.add(name)
+        names.append(name)
+    return names
 
 
 def _strongly_connected(edges: Mapping[int, set[int]]) -> dict[int, int]:
@@ -338,5 +369,6 @@ __all__ = [
     "group_tasks",
     "is_parameter",
     "one_task_per_node",
+    "task_names",
     "topological_order",
 ]

@@ -48,7 +48,6 @@ from infra.datasets import Role, boundary_datasets, moved_datasets
 from infra.errors import UserError
 from infra.graph import PipelineGraph, one_task_per_node
 from infra.kedro_project import KedroProject, load_project, loaded
-from infra.layout import critical_path, makespan
 from infra.local_interpreter import ExecutionFailed, Interpreter, Job, LocalBatch
 from infra.measured import node_outcome
 from infra.ops import task_precedence
@@ -739,7 +738,7 @@ def _local_run(options: Options, console: Console, resources: ExitStack) -> dict
                 batch,
                 runner,
                 precedence=task_precedence(definition, synthesis.machine_arns),
-                expected=_expected_seconds(deployment.pipelines[pipeline], settings.durations),
+                expected=_expected_seconds(deployment.pipelines[pipeline]),
             )
             timeline_html.write(options.timeline, run)
             console.print(f"timeline written to {options.timeline}", highlight=False)
@@ -783,18 +782,17 @@ def _local_run(options: Options, console: Console, resources: ExitStack) -> dict
     return report
 
 
-def _expected_seconds(pipeline: PipelinePlan, durations: Mapping[str, float]) -> float | None:
-    """The model's run time of the deployed tasks, when the stack gives durations.
+def _expected_seconds(pipeline: PipelinePlan) -> float | None:
+    """The cost model's run time of the deployed tasks (what ``synth`` and
+    ``plan.json`` say), when the stack's ``durations`` cover this pipeline.
 
-    Without ``kedro-batch:durations`` the model knows nothing of the nodes,
-    so the timeline says "unknown" rather than show a made-up figure.
+    Without them the model knows nothing of the nodes, so the timeline says
+    "unknown" rather than show a made-up figure.
     """
-    if not durations:
+    grouping = pipeline.grouping
+    if grouping is None or not grouping.durations_known:
         return None
-    seconds = pipeline.tasks.durations(pipeline.node_seconds)
-    if pipeline.layout is not None:
-        return makespan(pipeline.layout, seconds)
-    return critical_path(pipeline.tasks.names, pipeline.tasks.parents, seconds)
+    return grouping.expected.seconds
 
 
 def _timeline_run(

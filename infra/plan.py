@@ -1,26 +1,39 @@
 """From validated settings to what gets deployed, before any resource exists.
 
 ``plan`` loads the Kedro project, checks every deployed pipeline and fixes
-the task graph per pipeline. Everything that can be wrong with the user's
-input is found here, so ``pulumi preview`` and ``synth`` fail with one clear
-message before a single resource is registered.
+the task graph per pipeline: the intermediates mode's tasks, grouped by the
+``grouping`` strategy (:mod:`infra.grouping`). Everything that can be wrong
+with the user's input is found here, so ``pulumi preview`` and ``synth`` fail
+with one clear message before a single resource is registered.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from infra import asl, overrides
-from infra.config import NAMESPACE, Settings
+from infra.config import NAMESPACE, Settings, job_start_seconds
 from infra.datasets import check_dataset_access, task_graph_for, uses_spark
 from infra.errors import UserError
 from infra.graph import PipelineGraph, TaskGraph
+from infra.grouping import Grouping, Model, NodeCost, group
 from infra.kedro_project import KedroProject, load_project
 from infra.layout import Layout, critical_path, makespan, structure
-from infra.resources import job_environment
+from infra.resources import (
+    Resources,
+    billing_weight,
+    check_profiles,
+    default_resources,
+    job_environment,
+    node_resources,
+    normalise,
+    platform_of,
+)
 from infra.secrets import check_credentials
 from infra.tracking import Tracking, resolve
 
@@ -34,6 +47,9 @@ class PipelinePlan:
     tasks: TaskGraph
     orchestration: str
     node_seconds: Mapping[str, float]
+    # The grouping strategy's result: the tasks above, their layout and figures.
+    grouping: Grouping | None = None
+    # What every job definition sets (counted against Batch's overrides limit).
     job_environment: Mapping[str, str] = field(default_factory=dict)
 
     @cached_property
@@ -49,6 +65,8 @@ class PipelinePlan:
         (the split into machines, each definition) must agree on it."""
         if self.orchestration != "structured":
             return None
+        if self.grouping is not None:
+            return self.grouping.layout
         return structure(
             self.tasks.names, self.tasks.parents, self.tasks.durations(self.node_seconds)
         )
@@ -67,7 +85,6 @@ class PipelinePlan:
             jobs=jobs,
             pipeline_name=self.name,
             layout=self.layout,
-            params_room=self.params_room,
         )
         for machine in machines:
             asl.check_limits(machine.template, self.name)
@@ -103,27 +120,88 @@ class DeploymentPlan:
 
 
 def node_seconds(graph: PipelineGraph, durations: Mapping[str, float]) -> dict[str, float]:
-    """Expected seconds per node: by node name, else the largest of its tags'."""
-    result: dict[str, float] = {}
+    """Expected seconds per node: by node name, else the largest of its tags'.
+
+    A node neither names is taken to run as long as the median measured node
+    of the pipeline (1 s when none is measured: all equal), so a partial
+    ``durations`` does not make the grouping fuse the unmeasured nodes as if
+    they took no time.
+    """
+    known: dict[str, float] = {}
     for node in graph.nodes:
         by_tag = [durations[t] for t in sorted(node.tags) if t in durations]
-        result[node.name] = durations.get(node.name, max(by_tag, default=1.0))
-    return result
+        if node.name in durations or by_tag:
+            known[node.name] = durations.get(node.name, max(by_tag, default=0.0))
+    fallback = statistics.median(known.values()) if known else 1.0
+    return {node.name: known.get(node.name, fallback) for node in graph.nodes}
+
+
+def durations_known(graph: PipelineGraph, durations: Mapping[str, float]) -> bool:
+    """Whether ``kedro-batch:durations`` says anything about this pipeline's nodes."""
+    return any(n.name in durations or not n.tags.isdisjoint(durations) for n in graph.nodes)
+
+
+def cost_model(
+    settings: Settings,
+    graph: PipelineGraph,
+    seconds: Mapping[str, float],
+    environment: Mapping[str, str] | None = None,
+) -> Model:
+    """The grouping cost model of one deployed pipeline (``infra.grouping``);
+    ``environment`` is the job definitions' (it counts against Batch's limit
+    on a job's container overrides, as a fused task's node list does)."""
+    platform = platform_of(settings)
+    default = default_resources(settings)
+    resources = {
+        n.name: normalise(node_resources(settings, n, default), platform) for n in graph.nodes
+    }
+
+    def weigh(vcpu: float, memory: int) -> float:
+        return billing_weight(Resources(vcpu, memory, 0, 0, 0), platform, default)
+
+    def fits_overrides(nodes: Sequence[str]) -> bool:
+        command = [*asl.TASK_COMMAND, "--nodes", ",".join(nodes)]
+        return overrides.fits(command, pipeline=graph.name, job_environment=environment)
+
+    return Model(
+        job_start=job_start_seconds(settings),
+        mode=settings.orchestration,
+        nodes={
+            name: NodeCost(
+                seconds=seconds[name],
+                vcpu=r.vcpu,
+                memory=r.memory,
+                job_class=(r.gpu > 0, r.attempts),
+            )
+            for name, r in resources.items()
+        },
+        weigh=weigh,
+        fits=fits_overrides,
+        durations_known=durations_known(graph, settings.durations),
+    )
 
 
 def plan(settings: Settings) -> DeploymentPlan:
     project = load_project(settings.project_dir, settings.pipelines, settings.kedro_env)
     tracking = resolve(project.mlflow, settings.mlflow_tracking_uri)
+    graphs = {name: project.pipelines[name] for name in settings.pipelines}
+    check_profiles(settings, graphs)
+    _check_durations(settings, graphs)
+    environment = job_environment(settings, tracking=tracking)
     pipelines = {}
-    for name in settings.pipelines:
-        graph = project.pipelines[name]
+    for name, graph in graphs.items():
+        seconds = node_seconds(graph, settings.durations)
+        atoms = task_graph_for(graph, settings.intermediates, env=settings.kedro_env)
+        model = cost_model(settings, graph, seconds, environment)
+        chosen = group(graph, atoms, settings.grouping, model)
         pipelines[name] = PipelinePlan(
             name=name,
             graph=graph,
-            tasks=task_graph_for(graph, settings.intermediates, env=settings.kedro_env),
+            tasks=chosen.tasks,
             orchestration=settings.orchestration,
-            node_seconds=node_seconds(graph, settings.durations),
-            job_environment=job_environment(settings, tracking=tracking),
+            node_seconds=seconds,
+            grouping=chosen,
+            job_environment=environment,
         )
         pipelines[name].params_room  # noqa: B018 (checks every task now, before any resource)
     check_credentials(
@@ -140,6 +218,21 @@ def plan(settings: Settings) -> DeploymentPlan:
     return DeploymentPlan(
         settings=settings, project=project, pipelines=pipelines, tracking=tracking
     )
+
+
+def _check_durations(settings: Settings, graphs: Mapping[str, PipelineGraph]) -> None:
+    """Every ``durations`` key must name a deployed node or one of their tags:
+    a typo would silently leave the model guessing."""
+    known = {n.name for g in graphs.values() for n in g.nodes}
+    tags = {t for g in graphs.values() for n in g.nodes for t in n.tags}
+    for key in settings.durations:
+        if key not in known and key not in tags:
+            hint = difflib.get_close_matches(key, sorted(known | tags), n=1)
+            fix = f"did you mean {hint[0]!r}?" if hint else "use fully-qualified node names"
+            raise UserError(
+                f"invalid config {NAMESPACE}:durations: {key!r} is neither a node nor a tag of "
+                f"the deployed pipelines ({', '.join(graphs)}); {fix}"
+            )
 
 
 def _check_schedule_params(settings: Settings, pipelines: Mapping[str, PipelinePlan]) -> None:

@@ -13,7 +13,8 @@ Selection (stack config, all optional):
 Precedence is default < tag < node: a node named in ``nodeProfiles`` gets
 exactly that profile. A node whose tags select *several* profiles gets the
 largest value of each setting across them, the same rule as for a task of
-several nodes: the job must be big enough for everything it runs. A merged
+several nodes: the job must be big enough for everything it runs (a task's
+timeout is the sum of its nodes', since they run one after another). A merged
 size that is not a valid Fargate size is rounded up to the smallest valid
 one (a profile the user wrote must itself be valid; merged ones are ours).
 
@@ -42,7 +43,7 @@ from kedro_batch_runtime.settings import ENV_BUCKET, ENV_DATASET_ACCESS, ENV_INT
 from infra.asl import JobSpec
 from infra.config import NAMESPACE, Profile, Settings
 from infra.errors import UserError
-from infra.graph import NodeInfo
+from infra.graph import NodeInfo, PipelineGraph
 from infra.kedro_project import QUIET_KEDRO_ENV
 from infra.tracking import Tracking
 
@@ -64,6 +65,7 @@ FARGATE_SIZES: dict[float, tuple[int, ...]] = {
     16.0: tuple(range(32768, 122880 + 1, 8192)),
 }
 FARGATE_MAX_VCPU = max(FARGATE_SIZES)
+MAX_TIMEOUT = 14 * 24 * 3600  # the longest a profile may set (config.py)
 FARGATE_MAX_MEMORY = max(FARGATE_SIZES[FARGATE_MAX_VCPU])
 FARGATE_DEFAULT_STORAGE = 20  # GiB of ephemeral storage a Fargate task gets unless told
 
@@ -241,23 +243,46 @@ def platform_of(settings: Settings) -> Platform:
 
 def plan_resources(settings: Settings, pipelines: Mapping[str, PipelinePlan]) -> ResourcePlan:
     """Resolve, merge and validate resources for every task; ``UserError`` if invalid."""
-    _check_node_profiles(settings, pipelines)
+    check_profiles(settings, {name: plan.graph for name, plan in pipelines.items()})
     default = default_resources(settings)
-    usage = _first_users(settings, pipelines)
-    for name in settings.profiles:
-        _validate_profile(settings, name, default, usage.get(name))
     platform = platform_of(settings)
     tasks = {
         pipeline: {
             task.name: normalise(
-                _union(node_resources(settings, plan.graph.node(n), default) for n in task.nodes),
-                platform,
+                task_resources(settings, plan.graph, task.nodes, default), platform
             )
             for task in plan.tasks.tasks
         }
         for pipeline, plan in pipelines.items()
     }
     return ResourcePlan(platform=platform, default=normalise(default, platform), tasks=tasks)
+
+
+def task_resources(
+    settings: Settings, graph: PipelineGraph, nodes: Iterable[str], default: Resources
+) -> Resources:
+    """What a job running ``nodes`` one after another needs: the largest of each
+    setting, except the timeout, which adds up (each node keeps its own
+    allowance; capped at the longest timeout a profile may set)."""
+    each = [node_resources(settings, graph.node(n), default) for n in nodes]
+    merged = _union(each)
+    return _replace(merged, timeout=min(sum(r.timeout for r in each), MAX_TIMEOUT))
+
+
+def check_profiles(settings: Settings, graphs: Mapping[str, PipelineGraph]) -> None:
+    """``UserError`` for a profile that no job could run with, or a
+    ``nodeProfiles`` entry naming no deployed node."""
+    _check_node_profiles(settings, graphs)
+    default = default_resources(settings)
+    usage = _first_users(settings, graphs)
+    for name in settings.profiles:
+        _validate_profile(settings, name, default, usage.get(name))
+
+
+def billing_weight(resources: Resources, platform: Platform, default: Resources) -> float:
+    """What a job of ``resources`` bills per second, relative to a default job:
+    its vCPUs once made a size ``platform`` runs."""
+    return normalise(resources, platform).vcpu / normalise(default, platform).vcpu
 
 
 def default_resources(settings: Settings) -> Resources:
@@ -305,25 +330,25 @@ def normalise(resources: Resources, platform: Platform) -> Resources:
 # --- validation -----------------------------------------------------------------
 
 
-def _check_node_profiles(settings: Settings, pipelines: Mapping[str, PipelinePlan]) -> None:
-    deployed = {n.name for plan in pipelines.values() for n in plan.graph.nodes}
+def _check_node_profiles(settings: Settings, graphs: Mapping[str, PipelineGraph]) -> None:
+    deployed = {n.name for graph in graphs.values() for n in graph.nodes}
     for node in settings.node_profiles:
         if node not in deployed:
             hint = difflib.get_close_matches(node, sorted(deployed), n=1)
             fix = f"did you mean {hint[0]!r}?" if hint else "use fully-qualified node names"
             raise UserError(
                 f"invalid config {NAMESPACE}:nodeProfiles: node {node!r} is not in any deployed "
-                f"pipeline ({', '.join(pipelines)}); {fix}"
+                f"pipeline ({', '.join(graphs)}); {fix}"
             )
 
 
 def _first_users(
-    settings: Settings, pipelines: Mapping[str, PipelinePlan]
+    settings: Settings, graphs: Mapping[str, PipelineGraph]
 ) -> dict[str, tuple[str, str]]:
     """Profile -> (node, via) of its first user, to name in error messages."""
     users: dict[str, tuple[str, str]] = {}
-    for plan in pipelines.values():
-        for node in plan.graph.nodes:
+    for graph in graphs.values():
+        for node in graph.nodes:
             for s in selections(settings, node):
                 users.setdefault(s.profile, (node.name, s.via))
     return users

@@ -181,7 +181,7 @@ def _plain(value: Any) -> Any:
 
 
 # What ``write`` puts in an output folder; ``clear`` removes exactly these.
-ARTIFACTS = ("*.asl.json", "*.mmd", "resources.json", "outputs.json")
+ARTIFACTS = ("*.asl.json", "*.mmd", "resources.json", "outputs.json", "plan.json")
 
 
 def clear(out: Path) -> None:

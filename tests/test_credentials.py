@@ -434,6 +434,7 @@ def test_local_run_without_a_secret_variable_fails_only_the_node_that_needs_it(
         monkeypatch,
         secretEnv=secret_env,
         credentialsSecret="credentials_one_node/credentials",
+        grouping="none",  # one job per node: the node that needs the secret fails alone
     )
     statuses = {n["name"]: n["status"] for n in report["nodes"]}
     assert statuses["double"] == "SUCCEEDED" and statuses["check_quota"] == "FAILED"

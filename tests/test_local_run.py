@@ -106,9 +106,16 @@ def test_exact_mode_and_default_node_names_run_too():
 @pytest.fixture(scope="module")
 def failed_tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]:
     page = tmp_path_factory.mktemp("failed") / "timeline.html"
-    durations = {"scale": 2, "summarise": 3, "fit": 5, "report": 1}  # the model: 2 + 5 + 1 s
+    # The model: scale, fit, report in a row, each job paying 2 s of start-up: 14 s.
+    durations = {"scale": 2, "summarise": 3, "fit": 5, "report": 1}
     report, output = run_quiet(
-        overrides={"projectDir": str(TINY), **NO_ENV, "durations": json.dumps(durations)},
+        overrides={
+            "projectDir": str(TINY),
+            **NO_ENV,
+            "durations": json.dumps(durations),
+            "jobStartSeconds": "2",
+            "grouping": "none",  # one job per node, so one timeline row each
+        },
         params={"fail": True},
         timeline=page,
     )
@@ -137,13 +144,13 @@ def test_a_failed_runs_timeline_marks_the_failed_node_with_its_cause(
         browser.check_failure_mark(page, "summarise", "ValueError: asked to fail")
     assert shown["rows"]["summarise"] == "FAILED" and shown["rows"]["report"] == "NOT_RUN"
     assert shown["nodes"]["summarise"] == "FAILED"
-    assert re.search(r"model expected\s+8s", shown["header"])
+    assert re.search(r"model expected\s+14s", shown["header"])
 
 
 def test_a_fused_tasks_nodes_have_their_own_times_and_unstarted_ones_did_not_run():
     """``intermediates: group`` fuses scale, summarise and fit (they share a MemoryDataset)."""
     report, _ = run_quiet(
-        overrides={"projectDir": str(TINY), **NO_ENV, "intermediates": "group"},
+        overrides={"projectDir": str(TINY), **NO_ENV, "intermediates": "group", "grouping": "none"},
         params={"fail": True},
     )
     nodes = {n["name"]: n for n in report["nodes"]}
@@ -204,3 +211,30 @@ def test_split_exact_pipeline_runs_its_parts_locally(monkeypatch: pytest.MonkeyP
         overrides={"projectDir": str(TINY), **NO_ENV, "orchestration": "exact"}
     )
     assert {n["status"] for n in report["nodes"]} == {"SUCCEEDED"}, output
+
+
+@pytest.mark.parametrize(
+    ("grouping", "measured", "jobs"),
+    [
+        ("auto", False, 3),  # without durations: alpha's chain becomes one job
+        ("auto", True, 1),  # measured, and all short: one job
+        ("namespace", False, 2),
+        ("none", False, 5),
+    ],
+)
+def test_every_grouping_runs_every_node_once_after_its_dependencies(grouping, measured, jobs):
+    from infra.kedro_project import load_project
+
+    graph = load_project(NAMESPACED).pipelines["__default__"]
+    overrides = {"projectDir": str(NAMESPACED), **NO_ENV, "grouping": grouping}
+    if measured:
+        overrides["durations"] = json.dumps(dict.fromkeys(graph.node_names, 1.0))
+    report, output = run_quiet(overrides=overrides)
+    nodes = {n["name"]: n for n in report["nodes"]}
+    assert len(report["nodes"]) == len(nodes) == len(graph.nodes), output
+    assert {n["status"] for n in nodes.values()} == {"SUCCEEDED"}, output
+    assert len({n["task"] for n in nodes.values()}) == jobs
+    for child, parents in graph.parents.items():
+        for parent in parents:
+            if nodes[parent]["task"] != nodes[child]["task"]:
+                assert nodes[parent]["finished"] <= nodes[child]["started"]

@@ -16,9 +16,13 @@ import pytest
 from moto import mock_aws
 
 from infra import asl
-from infra.graph import PipelineGraph
+from infra.config import parse
+from infra.graph import PipelineGraph, TaskGraph, one_task_per_node
+from infra.grouping import group
 from infra.kedro_project import load_project
+from infra.layout import Layout
 from infra.overrides import params_length
+from infra.plan import cost_model, node_seconds
 from tests import moto_sfn
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,8 +38,16 @@ def example() -> PipelineGraph:
     return load_project(ROOT / "example").pipelines["__default__"]
 
 
-def execute(graph: PipelineGraph, mode: str, params: dict | None = None, **options):
-    """Run the definition in moto; return (execution, jobs by node list)."""
+def execute(
+    graph: PipelineGraph,
+    mode: str,
+    params: dict | None = None,
+    tasks: TaskGraph | None = None,
+    layout: Layout | None = None,
+    **options,
+):
+    """Run the definition in moto (``tasks`` and their ``layout``, else one task
+    per node; ``options`` for the compiler); return (execution, jobs by node list)."""
     with mock_aws(config=moto_sfn.MOTO_CONFIG), moto_sfn.patched_moto():
         batch = boto3.client("batch", region_name=moto_sfn.REGION)
         iam = boto3.client("iam", region_name=moto_sfn.REGION)
@@ -48,6 +60,8 @@ def execute(graph: PipelineGraph, mode: str, params: dict | None = None, **optio
             job_definition=jobdef,
             mode=mode,
             pipeline_name=graph.name,
+            groups=[t.nodes for t in tasks.tasks] if tasks else None,
+            layout=layout,
             **options,
         )
         arns: dict[str, str] = {}
@@ -202,3 +216,48 @@ def test_parameters_batch_would_refuse_fail_the_execution_before_any_job(
     assert jobs == []
     result, jobs = execute(example, mode, params={"alpha": "x" * 50}, params_room=room)
     assert result["status"] == "SUCCEEDED", result
+
+
+# Measured durations that make auto fuse some nodes and keep others apart.
+MEASURED = {
+    "ingest.clean_sales": 300.0,
+    "features.build_lag_features": 200.0,
+    "features.build_price_features": 200.0,
+    "train.fit_ridge_model": 900.0,
+    "report.forecast_next_week": 120.0,
+}
+
+
+@pytest.mark.parametrize("mode", asl.MODES)
+@pytest.mark.parametrize("strategy", ["auto", "auto-measured", "namespace"])
+def test_every_strategy_runs_every_node_once_after_its_dependencies(
+    example: PipelineGraph, mode: str, strategy: str
+):
+    durations = MEASURED if strategy == "auto-measured" else {}
+    settings = parse(
+        {"grouping": strategy.split("-")[0], "orchestration": mode, "durations": durations}
+    )
+    model = cost_model(settings, example, node_seconds(example, durations))
+    chosen = group(example, one_task_per_node(example), settings.grouping, model)
+    if strategy != "none":
+        assert len(chosen.tasks.tasks) < len(example.nodes)
+    result, jobs = execute(example, mode, tasks=chosen.tasks, layout=chosen.layout)
+    assert result["status"] == "SUCCEEDED", result
+    job_of = {n: j for j in jobs if (ns := nodes_of(j)) for n in ns.split(",")}
+    ran = [n for j in jobs if (ns := nodes_of(j)) for n in ns.split(",")]
+    assert sorted(ran) == sorted(example.node_names)  # each node once
+    assert sorted(map(nodes_of, [j for j in jobs if nodes_of(j)])) == sorted(
+        ",".join(t.nodes) for t in chosen.tasks.tasks
+    )
+    for child, parents in example.parents.items():
+        for parent in parents:
+            if job_of[parent] is job_of[child]:  # Kedro runs them in this order
+                nodes = nodes_of(job_of[child]).split(",")
+                assert nodes.index(parent) < nodes.index(child)
+            elif mode == "structured":  # submitted once the parent's job has finished
+                assert job_of[parent]["stoppedAt"] <= job_of[child]["createdAt"]
+    if mode == "exact":
+        by_name = {t.name: ",".join(t.nodes) for t in chosen.tasks.tasks}
+        assert node_dependencies(jobs) == {
+            by_name[t]: {by_name[p] for p in ps} for t, ps in chosen.tasks.parents.items()
+        }

@@ -87,15 +87,16 @@ def test_two_tag_profiles_take_the_larger_of_each_setting_rounded_to_a_fargate_s
     assert tasks["ns.report"] == Resources(8.0, 20480, 0, 7200, 5)
 
 
-def test_a_task_of_several_nodes_gets_the_max_of_each_resource():
+def test_a_task_of_several_nodes_gets_the_max_of_each_resource_and_their_summed_timeouts():
     tasks = resolve(
         groups=[["ns.prep", "ns.fit"], ["ns.report"]],
         profiles={"large": {"vcpu": 2, "memory": 4096}, "small": {"timeout": 60, "retries": 0}},
         tagProfiles={"large": "large", "small": "small"},
         nodeProfiles={"ns.fit": "large"},
     )
-    fused = next(r for name, r in tasks.items() if name.startswith("ns.prep"))
-    assert fused == Resources(2.0, 4096, 0, 7200, 2)
+    fused = tasks["ns.prep..ns.fit"]  # named first..last
+    # The nodes run one after another: each keeps its own time allowance (60 s + 2 h).
+    assert fused == Resources(2.0, 4096, 0, 60 + 7200, 2)
 
 
 def test_ec2_rounds_merged_vcpus_up_to_whole_ones():

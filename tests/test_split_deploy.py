@@ -19,7 +19,7 @@ STATE_MACHINE = "aws:sfn/stateMachine:StateMachine"
 PROGRAM = """
 import json
 import infra.asl as asl
-asl.SPLIT_BYTES = 8_000
+asl.SPLIT_BYTES = 6_000
 from infra.synth import synthesize
 print(json.dumps(synthesize("dev").resources))
 """

@@ -346,7 +346,7 @@ def test_fused_tasks_and_split_machines_are_read_whole(
     groups = {}
     for node in example.nodes:
         groups.setdefault(node.namespace or node.name, []).append(node.name)
-    monkeypatch.setattr(asl, "SPLIT_BYTES", 3_000)
+    monkeypatch.setattr(asl, "SPLIT_BYTES", 2_000)
     machines = asl.build_machines(
         example, job_queue="q", job_definition="d", groups=list(groups.values())
     )

@@ -81,18 +81,26 @@ def runs(fragment: str) -> Any:
     return lambda step: fragment in str(step.get("run", ""))
 
 
+def base(step: dict[str, Any]) -> bool:
+    """A step of the preview's base-branch checkout."""
+    return step.get("working-directory") == "base" or step.get("with", {}).get("path") == "base"
+
+
 def check_job_setup(job: dict[str, Any], stack_expr: str) -> tuple[int, int, int]:
     """Checkout, Python 3.11, requirements, synth: shared by every job; synth's index."""
     setup = steps(job)[index(job, uses("actions/setup-python"))]
     assert setup["with"]["python-version"] == "3.11"  # a string: 3.10 would read as 3.1
     install = index(job, runs("pip install -r requirements.txt"))
-    synth = index(job, runs(f"-m infra synth --stack {stack_expr}"))
+    synth = index(
+        job, lambda step: runs(f"-m infra synth --stack {stack_expr}")(step) and not base(step)
+    )
     assert "continue-on-error" not in steps(job)[synth]  # exit 2 fails the job
     credentials = index(job, uses("aws-actions/configure-aws-credentials"))
     config = steps(job)[credentials]["with"]
     assert config["role-to-assume"] == "${{ vars.AWS_ROLE_ARN }}"
     assert not {"aws-access-key-id", "aws-secret-access-key"} & set(config)  # OIDC only
-    assert index(job, uses("actions/checkout")) < install < synth < credentials
+    checkout = next(i for i, step in enumerate(steps(job)) if uses("actions/checkout")(step))
+    assert checkout < install < synth < credentials
     assert job["permissions"]["id-token"] == "write"
     assert job["permissions"]["contents"] == "read"
     return install, synth, credentials
@@ -123,6 +131,20 @@ def test_preview_runs_on_pull_requests_synth_first_then_comments_the_diff():
     check_pulumi_step(step, "preview", "matrix.stack")
     assert step["with"]["comment-on-pr"] is True
     assert step["with"]["diff"] is True
+
+
+def test_preview_comments_run_time_and_bill_of_the_base_branch_beside_the_pull_request():
+    (job,) = load("preview.yml")["jobs"].values()
+    _, synth, credentials = check_job_setup(job, "${{ matrix.stack }}")
+    checkout = index(job, lambda step: uses("actions/checkout")(step) and base(step))
+    assert steps(job)[checkout]["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
+    base_synth = index(job, lambda step: runs("-m infra synth")(step) and base(step))
+    assert steps(job)[base_synth]["continue-on-error"] is True  # an old base has no plan.json
+    diff = index(job, runs("-m infra plan-diff build/base-${{ matrix.stack }}/plan.json"))
+    comment = index(job, uses("marocchino/sticky-pull-request-comment"))
+    assert synth < checkout < base_synth < diff < comment < credentials
+    assert "${{ matrix.stack }}" in steps(job)[comment]["with"]["header"]  # one per stack
+    assert steps(job)[comment]["with"]["path"] == "plan-diff.md"
 
 
 def test_deploy_runs_on_main_dev_then_prod_never_two_at_once_per_stack():
