@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, cast
@@ -147,17 +148,23 @@ class Namer:
     Kedro names may contain characters neither Batch nor Step Functions
     accept, may be longer than allowed, and two may coincide once cleaned
     (``prep.clean`` and ``prep_clean``). A clash or a cut gets a short hash of
-    the original name, so the result stays stable across recompiles.
+    the original name, so the result stays stable across recompiles. With
+    ``ascii_only``, accented letters lose their accents first (``été`` ->
+    ``ete``, not ``n_t_``), so names stay readable where only ASCII is allowed.
     """
 
-    def __init__(self, limit: int, invalid: str, first_alnum: bool = False) -> None:
+    def __init__(
+        self, limit: int, invalid: str, first_alnum: bool = False, ascii_only: bool = False
+    ) -> None:
         self._limit = limit
         self._invalid = re.compile(invalid)
         self._first_alnum = first_alnum
+        self._ascii_only = ascii_only
         self._taken: set[str] = set()
 
     def claim(self, wanted: str) -> str:
-        clean = self._invalid.sub("_", wanted) or "x"
+        readable = transliterate(wanted) if self._ascii_only else wanted
+        clean = self._invalid.sub("_", readable) or "x"
         if self._first_alnum and not clean[0].isalnum():
             clean = "n" + clean
         digest = hashlib.sha1(wanted.encode()).hexdigest()
@@ -180,7 +187,13 @@ def state_namer() -> Namer:
 
 
 def job_namer() -> Namer:
-    return Namer(MAX_JOB_NAME, r"[^A-Za-z0-9_-]", first_alnum=True)
+    return Namer(MAX_JOB_NAME, r"[^A-Za-z0-9_-]", first_alnum=True, ascii_only=True)
+
+
+def transliterate(name: str) -> str:
+    """``name`` with accents dropped: NFKD splits ``é`` into ``e`` and a combining
+    mark, which goes; letters without an ASCII base (``ß``, ``ø``) stay as they are."""
+    return "".join(c for c in unicodedata.normalize("NFKD", name) if not unicodedata.combining(c))
 
 
 def task_graph(

@@ -165,6 +165,19 @@ def test_names_are_valid_and_unique_when_kedro_names_collide(mode: str):
 
 
 @pytest.mark.parametrize("mode", asl.MODES)
+def test_job_names_of_accented_node_names_drop_the_accents_and_stay_unique(mode: str):
+    g = graph({"été": [], "ete": ["été"], "données.résumé": ["ete"], "naïve_café": []})
+    definition = build(g, mode)
+    job_names = {simulate.task_nodes(t): t["Parameters"]["JobName"] for t in tasks(definition)}
+    # not n_t_; whichever comes second gets a hash, so both stay unique
+    clash = sorted([job_names["été"], job_names["ete"]], key=len)
+    assert clash[0] == "ete" and re.fullmatch(r"ete-[0-9a-f]{7}", clash[1])
+    assert job_names["données.résumé"] == "donnees_resume"
+    assert job_names["naïve_café"] == "naive_cafe"
+    assert Linter.validate(definition) == []
+
+
+@pytest.mark.parametrize("mode", asl.MODES)
 def test_task_command_and_environment(mode: str):
     g = graph({"a.x": [], "b.y": ["a.x"]})
     for task in tasks(build(g, mode, pipeline_name="p")):
