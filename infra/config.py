@@ -450,7 +450,7 @@ _KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "buildOnPreview": ("build_on_preview", _bool),
     "keepImages": ("keep_images", _int_between(1, 1000)),
     "forceDestroy": ("force_destroy", _bool),
-    "kmsKeyArn": ("kms_key_arn", _string),
+    "kmsKeyArn": ("kms_key_arn", _kms_key_arn),
     "runDataExpirationDays": ("run_data_expiration_days", _int_between(1, 3650)),
     "credentialsSecret": ("credentials_secret", _secret),
     "secretEnv": ("secret_env", _secret_env),

@@ -43,6 +43,11 @@ def test_values_arrive_as_pulumi_strings():
     assert settings.orchestration == "exact"
 
 
+def test_a_kms_key_arn_is_accepted_for_the_bucket():
+    arn = "arn:aws:kms:eu-west-1:123456789012:key/mrk-0b1e7c1e5a1d4f0e9d1a2b3c4d5e6f70"
+    assert parse({"kedro-batch:kmsKeyArn": arn}).kms_key_arn == arn
+
+
 @pytest.mark.parametrize(
     ("key", "value", "message"),
     [
@@ -67,6 +72,10 @@ def test_values_arrive_as_pulumi_strings():
         ),
         ("datasetAccess", '{"model": "copy"}', "datasetAccess: 'model': got 'copy'; expected"),
         ("datasetAccess", '["model"]', "datasetAccess: got '[\"model\"]'; expected an object"),
+        # The bucket's key: the job role is granted kms:Decrypt on it, which an alias is not.
+        ("kmsKeyArn", "alias/data", "kedro-batch:kmsKeyArn: got 'alias/data'; expected a KMS key"),
+        ("kmsKeyArn", "arn:aws:kms:eu-west-1:123456789012:alias/data", "not an alias"),
+        ("kmsKeyArn", "0b1e7c1e-5a1d-4f0e-9d1a-2b3c4d5e6f70", "expected a KMS key ARN"),
     ],
 )
 def test_bad_values_name_the_key_and_the_fix(key: str, value: str, message: str):
