@@ -59,7 +59,13 @@ from kedro_batch_runtime.boundaries import (
     free_inputs,
     storage,
 )
-from kedro_batch_runtime.layout import DataLayout, bucket_path, disk_path, versioned_path
+from kedro_batch_runtime.layout import (
+    RUNS_PREFIX,
+    DataLayout,
+    bucket_path,
+    disk_path,
+    versioned_path,
+)
 from kedro_batch_runtime.settings import INTERMEDIATES
 
 from infra.errors import UserError
@@ -226,6 +232,56 @@ def moved_datasets(graph: PipelineGraph, overrides: Mapping[str, str]) -> list[M
             MovedDataset(name, info.filepath or "", place, produced, info.versioned, decision)
         )
     return moved
+
+
+def check_bucket_places(graphs: Sequence[PipelineGraph]) -> None:
+    """Refuse moved datasets whose bucket locations the move itself makes clash.
+
+    An absolute path loses its leading ``/``, so ``/data/x.csv`` and the
+    project's ``data/x.csv`` (or a folder above or below it) would share
+    objects that were apart on disk; and a shared location under ``runs/``
+    sits in the run prefix that the bucket's lifecycle rule expires (and that
+    holds each run's own data). Shared locations (free inputs, versioned
+    outputs) are compared across the deployed pipelines, which share the
+    bucket; run-scoped ones (unversioned outputs) within a pipeline, whose
+    runs they belong to. ``UserError`` naming the datasets and the fix.
+    """
+    # (scope, place) -> datasets there; (scope, folder) -> datasets below it
+    at: dict[tuple[str, str], list[MovedDataset]] = {}
+    below: dict[tuple[str, str], list[MovedDataset]] = {}
+    for graph in graphs:
+        for moved in moved_datasets(graph, {}):
+            run_scoped = moved.produced and not moved.versioned
+            if not run_scoped and (moved.place + "/").startswith(f"{RUNS_PREFIX}/"):
+                raise UserError(
+                    f"dataset {moved.name!r} of pipeline {graph.name!r} ({moved.filepath}) "
+                    f"would be kept at s3://<bucket>/{moved.place}, under {RUNS_PREFIX}/, where "
+                    "runs keep their own data and objects expire after "
+                    "kedro-batch:runDataExpirationDays; move it out of a top-level "
+                    f"{RUNS_PREFIX}/ folder (e.g. data/{moved.place}) or give it an s3:// path"
+                )
+            scope = graph.name if run_scoped else ""
+            parts = moved.place.split("/")
+            folders = ["/".join(parts[:i]) for i in range(1, len(parts))]
+            overlapping = [
+                *(d for place in [*folders, moved.place] for d in at.get((scope, place), ())),
+                *below.get((scope, moved.place), ()),
+            ]
+            # Overlapping paths of the same kind overlapped on disk too: the project's own.
+            clash = next((d for d in overlapping if d.absolute != moved.absolute), None)
+            if clash is not None:
+                absolute, relative = (clash, moved) if clash.absolute else (moved, clash)
+                raise UserError(
+                    f"datasets {absolute.name!r} ({absolute.filepath}) and {relative.name!r} "
+                    f"({relative.filepath}) would share s3://<bucket>/"
+                    f"{min(absolute.place, relative.place, key=len)} (an absolute path moves "
+                    "into the bucket without its leading /, beside the project's relative "
+                    "paths); change one of the paths so they do not overlap, or give one an "
+                    "s3:// path"
+                )
+            at.setdefault((scope, moved.place), []).append(moved)
+            for folder in folders:
+                below.setdefault((scope, folder), []).append(moved)
 
 
 def uses_spark(graphs: Iterable[PipelineGraph]) -> bool:

@@ -18,7 +18,12 @@ from typing import Any
 
 from infra import asl, overrides
 from infra.config import NAMESPACE, Settings, job_start_seconds
-from infra.datasets import check_dataset_access, task_graph_for, uses_spark
+from infra.datasets import (
+    check_bucket_places,
+    check_dataset_access,
+    task_graph_for,
+    uses_spark,
+)
 from infra.errors import UserError
 from infra.graph import PipelineGraph, TaskGraph
 from infra.grouping import Grouping, Model, NodeCost, group
@@ -187,6 +192,8 @@ def plan(settings: Settings) -> DeploymentPlan:
     graphs = {name: project.pipelines[name] for name in settings.pipelines}
     check_profiles(settings, graphs)
     _check_durations(settings, graphs)
+    if settings.intermediates != "error":  # else nothing moves into the bucket
+        check_bucket_places(list(graphs.values()))
     environment = job_environment(settings, tracking=tracking)
     pipelines = {}
     for name, graph in graphs.items():

@@ -20,6 +20,7 @@ from infra.datasets import (
     INTERMEDIATES_KEY,
     Role,
     boundary_datasets,
+    check_bucket_places,
     check_dataset_access,
     memory_groups,
     moved_datasets,
@@ -274,6 +275,62 @@ def test_dataset_access_keys_must_name_a_dataset_that_moves():
     remote = make_graph({"a": (["raw"], ["x"])}, memory=set())
     with pytest.raises(UserError, match="'raw' matches raw, which kedro-batch does not move"):
         check_dataset_access({"raw": "stage"}, [remote])
+
+
+def _placed(name: str = "p", **paths: str | tuple[str, bool]) -> PipelineGraph:
+    """``read`` reads ``raw`` and writes ``out``; ``use`` reads ``out``: each
+    dataset at its path (``(path, versioned)`` for a versioned one)."""
+    graph = make_graph({"read": (["raw"], ["out"]), "use": (["out"], ["end"])}, {"end"})
+    datasets = dict(graph.datasets)
+    for dataset, path in paths.items():
+        filepath, versioned = path if isinstance(path, tuple) else (path, False)
+        datasets[dataset] = DatasetInfo(
+            name=dataset, in_catalog=True, type="pandas.CSVDataset", filepath=filepath,
+            versioned=versioned,
+        )  # fmt: skip
+    return replace(graph, name=name, datasets=datasets)
+
+
+@pytest.mark.parametrize(
+    ("raw", "out"),
+    [
+        ("data/x.csv", ("/data/x.csv", True)),  # both shared: the same key
+        ("/data", ("data/01_raw/x.csv", True)),  # a folder over the other's file
+        ("file:///data/01_raw/x.csv", ("data/01_raw", True)),  # a file below the other's folder
+    ],
+)
+def test_a_relative_and_an_absolute_path_on_one_bucket_key_are_refused(raw, out):
+    with pytest.raises(UserError) as raised:
+        check_bucket_places([_placed(raw=raw, out=out)])
+    message = str(raised.value)
+    assert message.startswith("datasets ")
+    assert "'raw'" in message and "'out'" in message and "without its leading /" in message
+    assert "change one of the paths" in message
+
+
+def test_bucket_keys_clash_across_pipelines_but_run_scoped_data_only_within_one():
+    # Free inputs are shared by every pipeline of the deployment (one bucket).
+    with pytest.raises(UserError, match=r"'raw' .* and 'raw'"):
+        check_bucket_places([_placed("a", raw="/data/x.csv"), _placed("b", raw="data/x.csv")])
+    # An unversioned output lives under its run, not beside a free input.
+    check_bucket_places([_placed(raw="data/x.csv", out="/data/x.csv")])
+    with pytest.raises(UserError):
+        check_bucket_places([_placed(raw="s3://b/raw.csv", out="/data/x", end="data/x/y.csv")])
+    # Paths of one kind that overlap overlap on the user's disk too: their own layout.
+    check_bucket_places([_placed(raw="data/x", out=("data/x/y.csv", True))])
+    check_bucket_places([_placed(raw="/data/x.csv", out=("/data/x.csv", True))])
+
+
+@pytest.mark.parametrize("raw", ["/runs/x.csv", "runs/2026/x.csv", "file:///runs"])
+def test_shared_data_under_the_expiring_runs_prefix_is_refused(raw):
+    with pytest.raises(UserError) as raised:
+        check_bucket_places([_placed(raw=raw)])
+    message = str(raised.value)
+    assert message.startswith("dataset 'raw' of pipeline 'p'")
+    assert "under runs/" in message and "runDataExpirationDays" in message
+    # Unversioned outputs are kept per run anyway (runs/<run id>/runs/...).
+    check_bucket_places([_placed(raw="data/raw.csv", out="/runs/out.csv")])
+    check_bucket_places([_placed(raw="data/raw.csv", out="/runsheets/out.csv")])
 
 
 @pytest.mark.parametrize("mode", ["persist", "group"])

@@ -174,6 +174,30 @@ def _relocated(tmp_path: Path) -> tuple[Path, Path]:
     return project, disk
 
 
+@pytest.mark.parametrize(
+    ("path", "culprits", "fix"),
+    [
+        # doubled would be written where the project's summary.csv goes.
+        ("out/doubled.csv", "datasets 'doubled' (/data/08_reporting/summary.csv) and 'summary'",
+         "change one of the paths"),
+        ("raw/numbers.csv", "dataset 'raw_numbers' of pipeline '__default__' (/runs/",
+         "move it out of a top-level runs/ folder"),
+    ],
+)  # fmt: skip
+def test_synth_refuses_absolute_paths_that_clash_in_the_bucket(tmp_path, path, culprits, fix):
+    project, _ = _relocated(tmp_path)
+    catalog = project / "conf" / "base" / "catalog.yml"
+    moved = "/data/08_reporting/summary.csv" if path.startswith("out") else "/runs/numbers.csv"
+    catalog.write_text(catalog.read_text().replace(f"{tmp_path / 'disk'}/{path}", moved))
+    synthesized = synth(project, tmp_path / "synth")
+    assert synthesized.returncode == 2, synthesized.stderr
+    # (a first synth also says it builds the project's environment)
+    line = synthesized.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in synthesized.stderr
+    assert line.startswith(f"error: {culprits}") and fix in line
+    assert not (tmp_path / "synth" / "resources.json").exists()
+
+
 def test_absolute_paths_move_into_the_bucket_and_never_cross_tasks_on_local_disk(tmp_path):
     project, disk = _relocated(tmp_path)
     # What a task would find if data crossed on this machine's disk: stale numbers.
