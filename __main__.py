@@ -6,18 +6,17 @@ in the project or the config stops here with one message, before any
 resource is registered.
 """
 
-import re
-
 import pulumi
 
 from infra.components import KedroBatchDeployment
 from infra.config import from_pulumi
 from infra.errors import UserError
+from infra.names import deployment_name
 from infra.plan import plan
 from infra.plan_report import summary
 
 # Resource names start with this; lower-case and short enough for S3 bucket names.
-NAME = "kedro-batch-" + re.sub(r"[^a-z0-9-]", "-", pulumi.get_stack().lower())[:24]
+NAME = deployment_name(pulumi.get_stack())
 
 try:
     planned = plan(from_pulumi())

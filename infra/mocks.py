@@ -38,10 +38,16 @@ _ARN_SHAPES: dict[str, tuple[str, str]] = {
 }
 
 
-def physical_name(logical: str, inputs: dict[str, Any]) -> str:
+# pulumi-aws auto-names S3 buckets in lower case (AutoNameTransform with strings.ToLower).
+_LOWER_CASE_NAMES = frozenset({"aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"})
+
+
+def physical_name(logical: str, inputs: dict[str, Any], typ: str = "") -> str:
     """What Pulumi's auto-naming produces: the logical name as it is (underscores
-    and all), ``-`` and 7 hex characters (random there, derived from the
-    logical name here); with ``namePrefix``, the prefix and a unique suffix."""
+    and all; lower case for a bucket), ``-`` and 7 hex characters (random
+    there, derived from the logical name here); with ``namePrefix``, the
+    prefix and a unique suffix. pulumi-aws auto-names an EventBridge target's
+    ``targetId`` the same way."""
     given = inputs.get("name") or inputs.get("bucket") or inputs.get("roleName")
     if isinstance(given, str) and given:
         return given
@@ -50,7 +56,8 @@ def physical_name(logical: str, inputs: dict[str, Any]) -> str:
     if isinstance(prefix, str) and prefix:
         # Terraform's prefixed unique ID: a timestamp and a counter, 26 digits.
         return f"{prefix}{int(suffix[:20], 16) % 10**26:026d}"
-    return f"{logical}-{suffix[:7]}"
+    base = logical.lower() if typ in _LOWER_CASE_NAMES else logical
+    return f"{base}-{suffix[:7]}"
 
 
 # Zone IDs behind the names a, b, c, ... in one (made-up) account: AWS shuffles
@@ -124,7 +131,7 @@ class SynthMocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = dict(args.inputs)
-        name = physical_name(args.name, inputs)
+        name = physical_name(args.name, inputs, args.typ)
         outputs: dict[str, Any] = {**inputs, "name": inputs.get("name", name)}
         arn = self.arn(args.typ, name)
         if arn:

@@ -102,8 +102,11 @@ def _qualified(key: str) -> str:
     return key if ":" in key else f"{NAMESPACE}:{key}"
 
 
-def synthesize(stack: str = "dev", overrides: Mapping[str, str] | None = None) -> Synthesis:
-    """Run ``__main__.py`` under mocks with the stack's config (plus overrides)."""
+def synthesize(
+    stack: str = "dev", overrides: Mapping[str, str] | None = None, *, name: str | None = None
+) -> Synthesis:
+    """Run ``__main__.py`` under mocks with the stack's config (plus overrides);
+    ``name``: the stack's name as the program sees it, if not ``stack``."""
     import pulumi
     from pulumi.runtime import mocks as pulumi_mocks
     from pulumi.runtime import set_all_config
@@ -114,7 +117,9 @@ def synthesize(stack: str = "dev", overrides: Mapping[str, str] | None = None) -
     result = Synthesis(stack=stack)
     mocks = SynthMocks(config.get("aws:region", REGION))
     monitor = _recording_monitor(mocks, result)
-    pulumi.runtime.set_mocks(mocks, project=NAMESPACE, stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(
+        mocks, project=NAMESPACE, stack=name or stack, preview=False, monitor=monitor
+    )
     set_all_config(config)
 
     @pulumi_mocks.test  # type: ignore[untyped-decorator]

@@ -18,7 +18,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra import iam
+from infra import iam, names
 from infra.asl import TASK_COMMAND
 from infra.components.roles import service_role
 from infra.components.secrets import JobSecrets
@@ -301,7 +301,7 @@ class BatchCompute(pulumi.ComponentResource):
     def _instance_profile_for(self, partition: pulumi.Output[str]) -> aws.iam.InstanceProfile:
         """For the ECS agent on Batch-managed EC2 instances (AWS's managed policy)."""
         role = aws.iam.Role(
-            f"{self._name}-instance",
+            names.fitted(f"{self._name}-instance", names.IAM_ROLE),
             description="ECS agent on kedro-batch EC2 instances",
             assume_role_policy=json.dumps(iam.instance_assume_role()),
             opts=self._child,

@@ -11,17 +11,17 @@ already allow EventBridge to publish.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from functools import partial
 
 import pulumi
 import pulumi_aws as aws
 
-from infra import iam
+from infra import iam, names
 from infra.config import Notifications
 
 FAILED_STATUSES = ["FAILED", "TIMED_OUT", "ABORTED"]
+FAILED_SUFFIX = "-failed"
 
 
 def event_pattern(state_machine_arn: str) -> dict[str, object]:
@@ -70,16 +70,19 @@ class FailureNotifications(pulumi.ComponentResource):
                 opts=child,
             )
         rules = []
+        slugs = names.pipeline_slugs(state_machine_arns)
         for pipeline, arn in state_machine_arns.items():
-            slug = re.sub(r"[^A-Za-z0-9_-]", "-", pipeline)[:40]
+            # The rule's name and the target's ID are both auto-named from it.
+            limit = min(names.EVENT_RULE, names.EVENT_TARGET) - len(FAILED_SUFFIX)
+            logical = names.fitted(f"{name}-{slugs[pipeline]}", limit) + FAILED_SUFFIX
             rule = aws.cloudwatch.EventRule(
-                f"{name}-{slug}-failed",
+                logical,
                 description=f"Kedro pipeline {pipeline!r}: failed, timed-out or aborted runs",
                 event_pattern=arn.apply(lambda a: json.dumps(event_pattern(a))),
                 opts=child,
             )
             aws.cloudwatch.EventTarget(
-                f"{name}-{slug}-failed",
+                logical,
                 rule=rule.name,
                 arn=self.topic_arn,
                 input_transformer=aws.cloudwatch.EventTargetInputTransformerArgs(

@@ -9,14 +9,13 @@ to its own CloudWatch log group.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 
 import pulumi
 import pulumi_aws as aws
 
-from infra import asl, iam
+from infra import asl, iam, names
 from infra.components.roles import service_role
 from infra.config import NAMESPACE, Settings
 from infra.plan import PipelinePlan
@@ -64,7 +63,14 @@ class PipelineStateMachines(pulumi.ComponentResource):
             pipeline: [m.key for m in _compile(plan, resources, classes, *stand_ins)][:-1]
             for pipeline, plan in pipelines.items()
         }
-        part_names = [f"{name}-{_slug(p)}-part-*" for p, keys in parts.items() if keys]
+        slugs = names.pipeline_slugs(pipelines)
+        # A part is "<prefix>-part-<n>", auto-named: the role may start "<prefix>-part-*".
+        part_prefixes = {
+            p: names.fitted(f"{name}-{slugs[p]}", names.STATE_MACHINE - max(map(len, keys)) - 1)
+            for p, keys in parts.items()
+            if keys
+        }
+        part_names = [f"{prefix}-part-*" for prefix in part_prefixes.values()]
 
         role, policy = service_role(
             f"{name}-sfn",
@@ -90,7 +96,7 @@ class PipelineStateMachines(pulumi.ComponentResource):
 
         self.arns = {}
         for pipeline, plan in pipelines.items():
-            slug = _slug(pipeline)
+            slug = slugs[pipeline]
             destination = None
             if logging:
                 log_group = aws.cloudwatch.LogGroup(
@@ -134,7 +140,7 @@ class PipelineStateMachines(pulumi.ComponentResource):
 
             part_arns = {
                 key: machine(
-                    f"{name}-{slug}-{key}",
+                    f"{part_prefixes[pipeline]}-{key}",
                     compiled.apply(partial(_template, key)),
                     {PIPELINE_TAG: pipeline, PART_TAG: key},
                 ).arn
@@ -143,7 +149,9 @@ class PipelineStateMachines(pulumi.ComponentResource):
             root = pulumi.Output.all(compiled, part_arns).apply(
                 lambda a: asl.serialise(_machine(a[0], "").definition(a[1]))
             )
-            self.arns[pipeline] = machine(f"{name}-{slug}", root, {PIPELINE_TAG: pipeline}).arn
+            self.arns[pipeline] = machine(
+                names.fitted(f"{name}-{slug}", names.STATE_MACHINE), root, {PIPELINE_TAG: pipeline}
+            ).arn
         self.register_outputs({"arns": self.arns})
 
 
@@ -196,8 +204,3 @@ def _non_default(
     """ARN per job class; ``None`` where it is the default class's (the compiler's default)."""
     by_class = dict(zip(classes, arns, strict=True))
     return lambda job_class: None if by_class[job_class] == arns[0] else by_class[job_class]
-
-
-def _slug(pipeline: str) -> str:
-    """A pipeline name as it may appear in resource names."""
-    return re.sub(r"[^A-Za-z0-9_-]", "-", pipeline)[:40]

@@ -7,7 +7,7 @@ import json
 import pulumi
 import pulumi_aws as aws
 
-from infra import iam
+from infra import iam, names
 
 
 def service_role(
@@ -25,7 +25,7 @@ def service_role(
     it, since AWS checks permissions when the role is first used.
     """
     role = aws.iam.Role(
-        name,
+        names.fitted(name, names.IAM_ROLE),
         description=description,
         assume_role_policy=account_id.apply(
             lambda account: json.dumps(iam.assume_role(service, account))

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import pulumi
 import pulumi_aws as aws
 
-from infra import iam
+from infra import iam, names
 from infra.components.roles import service_role
 from infra.config import Schedule
 
@@ -50,7 +50,7 @@ class PipelineSchedules(pulumi.ComponentResource):
         for i, schedule in enumerate(schedules, start=1):
             pipeline = schedule.pipeline or default_pipeline
             created = aws.scheduler.Schedule(
-                f"{name}-schedule-{i}",
+                names.fitted(f"{name}-schedule-{i}", names.SCHEDULE),
                 description=f"Run Kedro pipeline {pipeline!r} at {schedule.expression} "
                 f"({schedule.timezone})",
                 schedule_expression=schedule.expression,

@@ -23,7 +23,7 @@ import json
 import pulumi
 import pulumi_aws as aws
 
-from infra import iam
+from infra import iam, names
 
 RUNS_PREFIX = "runs/"
 
@@ -49,7 +49,9 @@ class DataBucket(pulumi.ComponentResource):
     ) -> None:
         super().__init__("kedro-batch:index:DataBucket", name, None, opts)
         keep = pulumi.ResourceOptions(parent=self, retain_on_delete=not force_destroy)
-        bucket = aws.s3.Bucket(f"{name}-data", force_destroy=force_destroy, opts=keep)
+        bucket = aws.s3.Bucket(
+            names.fitted(f"{name}-data", names.BUCKET), force_destroy=force_destroy, opts=keep
+        )
 
         def after(previous: pulumi.Resource) -> pulumi.ResourceOptions:
             return pulumi.ResourceOptions.merge(keep, pulumi.ResourceOptions(depends_on=[previous]))
