@@ -24,6 +24,10 @@ try:
 except UserError as exc:
     raise pulumi.RunError(str(exc)) from None
 
+left_out = planned.project.left_out.warning()
+if left_out:
+    pulumi.log.warn(left_out)
+
 # What the grouping chose and what the model expects, in `pulumi preview`'s output.
 for pipeline_name, pipeline in planned.pipelines.items():
     for line in summary(pipeline):

@@ -79,6 +79,9 @@ def _synth(args: argparse.Namespace) -> int:
     # Validate and load first: a bad input fails before anything is registered.
     deployment = plan(stack_settings(args.stack, overrides))
     print(loaded(deployment.project))
+    left_out = deployment.project.left_out.warning()
+    if left_out:
+        print(f"warning: {left_out}", file=sys.stderr)
     synthesis = synthesize(args.stack, overrides)
     write(synthesis, out)
     for name, definition in synthesis.definitions.items():

@@ -8,7 +8,8 @@ matching pattern wins, and a path is excluded when it or one of its parent
 directories matches (``MatchesOrParentMatches``).
 
 Pure: no Docker, no Pulumi. :mod:`infra.components.image` hashes what this
-lets through to name the image.
+lets through to name the image; the project loader reads the configuration
+the image holds through it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path
 
 from infra.errors import UserError
 
+# What the default image (infra/Dockerfile) leaves out of a project.
+DEFAULT_IGNORE = Path(__file__).resolve().parent / ".dockerignore"
 # Characters a regexp needs escaped that mean nothing special in a pattern.
 _ESCAPE = set(".+()|{}$")
 
@@ -197,3 +200,23 @@ def context_files(root: Path, rules: IgnoreRules) -> Iterator[str]:
         for name in names:
             if not rules.excluded(prefix + name):
                 yield prefix + name
+
+
+def ignore_file(dockerfile: Path, context: Path) -> Path | None:
+    """The ignore file BuildKit (and pulumi-docker-build's hash) applies to every
+    context of this build: ``<Dockerfile>.dockerignore``, else the context's
+    ``.dockerignore``."""
+    for candidate in (
+        dockerfile.with_name(dockerfile.name + ".dockerignore"),
+        context / ".dockerignore",
+    ):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def image_ignore_file(project_dir: Path) -> Path | None:
+    """The ignore file the project's image is built with: the default image's,
+    or the one that goes with the project's own ``Dockerfile`` (if any)."""
+    own = project_dir / "Dockerfile"
+    return ignore_file(own, project_dir) if own.is_file() else DEFAULT_IGNORE

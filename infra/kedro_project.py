@@ -13,8 +13,10 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -25,6 +27,7 @@ from typing import Any, cast
 
 from kedro_batch_runtime.access import partition_type
 
+from infra.dockerignore import DEFAULT_IGNORE, image_ignore_file
 from infra.errors import UserError
 from infra.graph import DatasetInfo, NodeInfo, PipelineGraph, is_parameter
 from infra.task_env import REQUIREMENTS, environ, missing_module_message, task_env
@@ -33,6 +36,65 @@ from infra.tracking import MlflowFacts
 QUIET_KEDRO_ENV = {"DO_NOT_TRACK": "1", "KEDRO_DISABLE_TELEMETRY": "true"}
 VERBOSE_ENV = "KEDRO_BATCH_VERBOSE"
 _USER_ERROR_EXIT = 2
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """Configuration of the deployed pipelines that the image does not get.
+
+    The image leaves ``conf/local`` out (``infra/.dockerignore``, or the
+    project's own ignore file), so the jobs run, and the plan is made,
+    without it; a user who keeps an entry there sees it work with ``kedro
+    run`` and vanish on AWS. ``entries`` are catalog entries (names or
+    factory patterns) that deployed datasets use, ``overridden`` those of
+    them the image has another definition of, ``parameters`` top-level
+    parameter keys that deployed nodes read.
+    """
+
+    files: tuple[str, ...] = ()  # project-relative paths of the files left out
+    entries: tuple[str, ...] = ()
+    overridden: frozenset[str] = frozenset()
+    parameters: tuple[str, ...] = ()
+    ignore_file: str = ""
+
+    def warning(self) -> str | None:
+        """One line for ``synth`` and ``preview``: what is left out, and the fix."""
+        if not self.entries and not self.parameters:
+            return None
+        entries = [
+            f"{e} (another definition applies)" if e in self.overridden else e for e in self.entries
+        ]
+        what = " and ".join(
+            part
+            for part in (
+                f"catalog entries {', '.join(entries)}" if entries else "",
+                f"parameters {', '.join(self.parameters)}" if self.parameters else "",
+            )
+            if part
+        )
+        return (
+            f"{', '.join(self.files)} do not reach the image ({self.ignore_file} leaves them "
+            f"out): the jobs run without their {what}, and so does this plan; move them to "
+            "conf/base, or to a conf/<env> folder and set kedro-batch:kedroEnv to it"
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "files": list(self.files),
+            "entries": list(self.entries),
+            "overridden": sorted(self.overridden),
+            "parameters": list(self.parameters),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], ignore_file: str) -> LeftOut:
+        return cls(
+            files=tuple(data.get("files") or ()),
+            entries=tuple(data.get("entries") or ()),
+            overridden=frozenset(data.get("overridden") or ()),
+            parameters=tuple(data.get("parameters") or ()),
+            ignore_file=ignore_file,
+        )
 
 
 @dataclass(frozen=True)
@@ -47,6 +109,7 @@ class KedroProject:
     kedro_env: str = "local"  # the configuration environment loaded (conf/base + conf/<env>)
     python: str = ""  # the environment it was loaded in (task_env.TaskEnv.describe)
     mlflow: MlflowFacts = field(default_factory=MlflowFacts)
+    left_out: LeftOut = field(default_factory=LeftOut)  # configuration the image lacks
 
 
 def load_project(
@@ -57,6 +120,8 @@ def load_project(
 ) -> KedroProject:
     """Load ``pipelines`` of the Kedro project at ``project_dir``.
 
+    The configuration is the image's: the project's ``conf/`` without what
+    the image's ignore file leaves out (``conf/local``), as the jobs read it.
     Raises ``UserError`` naming the culprit when the directory is not a Kedro
     project or its code or configuration fails to load (file, entry and fix
     in one line; the traceback too when ``KEDRO_BATCH_VERBOSE`` is set), or a
@@ -106,6 +171,9 @@ def _load_project(
         cmd += ["--params", params]
     if python.requirements is not None:
         cmd += ["--requirements", str(python.requirements)]
+    ignore = image_ignore_file(path)
+    if ignore is not None:
+        cmd += ["--ignore-file", str(ignore)]
     proc = subprocess.run(
         cmd,
         capture_output=True,
@@ -129,7 +197,14 @@ def _load_project(
         kedro_env=data["kedro_env"],
         python=python.describe(),
         mlflow=MlflowFacts.from_json(data["mlflow"]),
+        left_out=LeftOut.from_json(data["left_out"], _shown_ignore_file(ignore, path)),
     )
+
+
+def _shown_ignore_file(ignore: Path | None, project: Path) -> str:
+    if ignore is None or ignore == DEFAULT_IGNORE:
+        return "infra/.dockerignore"
+    return ignore.relative_to(project).as_posix() if ignore.is_relative_to(project) else str(ignore)
 
 
 def _infra_root() -> str:
@@ -218,12 +293,17 @@ class _Project:
     env: str | None
     requirements: Path | None
     package: str = ""
+    # Where the configuration is read: the image's copy of it (see _image_conf)
+    # lives in a folder laid out like the project, ``image_root``.
+    conf: Path | None = None
+    image_root: Path | None = None
 
     def relative(self, filename: str) -> str:
         path = Path(filename)
-        return (
-            path.relative_to(self.path).as_posix() if path.is_relative_to(self.path) else filename
-        )
+        for root in (self.image_root, self.path):
+            if root is not None and path.is_relative_to(root):
+                return path.relative_to(root).as_posix()
+        return filename
 
     @property
     def shown_requirements(self) -> str | None:
@@ -380,7 +460,7 @@ def _entry_file(project: _Project, entry: str) -> str | None:
     """The catalog file that defines ``entry`` (the run environment's wins over base)."""
     import yaml
 
-    conf = project.path / "conf"
+    conf = project.conf or project.path / "conf"
     for folder in [project.env or "local", "base"]:
         for path in sorted((conf / folder).glob("**/catalog*")):
             try:
@@ -418,8 +498,11 @@ def _registry_error(project: _Project, exc: BaseException) -> str:
     )
 
 
-def _mlflow_facts(path: Path, context: Any, disabled: Sequence[str]) -> MlflowFacts:
-    """kedro-mlflow's footprint in the project: its requirements, settings and conf.
+def _mlflow_facts(
+    project: _Project, conf: Path, context: Any, disabled: Sequence[str]
+) -> MlflowFacts:
+    """kedro-mlflow's footprint in the project: its requirements, settings and conf
+    (``conf``: the configuration folder the image holds).
 
     ``disabled`` is the project's own ``DISABLE_HOOKS_FOR_PLUGINS``.
     """
@@ -428,11 +511,11 @@ def _mlflow_facts(path: Path, context: Any, disabled: Sequence[str]) -> MlflowFa
 
     from infra.tracking import is_kedro_mlflow, requirement_names
 
+    path = project.path
     own_dockerfile = (path / "Dockerfile").is_file()
     requirements = next((r for r in REQUIREMENTS if (path / r).is_file()), None)
-    conf = path / settings.CONF_SOURCE
     config_files = tuple(
-        sorted(p.relative_to(path).as_posix() for p in conf.rglob("mlflow*.yml") if p.is_file())
+        sorted(project.relative(str(p)) for p in conf.rglob("mlflow*.yml") if p.is_file())
     )
     loader = context.config_loader
     uri = None
@@ -471,12 +554,109 @@ def _mlflow_facts(path: Path, context: Any, disabled: Sequence[str]) -> MlflowFa
     )
 
 
+@dataclass(frozen=True)
+class _ImageConf:
+    """The project's configuration folder as the image holds it, copied to ``copy``
+    (``<root>/<its path in the project>``), and what the image leaves out of it."""
+
+    project: Path
+    root: Path
+    copy: Path
+    source: Path
+    left_out: frozenset[str]  # project-relative paths of the files the image lacks
+
+
+def _image_conf(project: Path, conf: Path, ignore_file: Path, root: Path) -> _ImageConf:
+    """Copy the files of ``conf`` that ``ignore_file`` lets into the image to ``root``.
+
+    The default image creates ``conf/local`` empty (Kedro's default run
+    environment must exist), so the copy has it too.
+    """
+    from infra.dockerignore import IgnoreRules, read_patterns
+
+    rules = IgnoreRules(read_patterns(ignore_file.read_text(encoding="utf-8")))
+    relative = conf.relative_to(project)
+    copy = root / relative
+    left_out = set()
+    for file in sorted(p for p in conf.rglob("*") if p.is_file()):
+        name = file.relative_to(project).as_posix()
+        if rules.excluded(name):
+            left_out.add(name)
+            continue
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(file, root / name)
+    copy.mkdir(parents=True, exist_ok=True)
+    if relative.as_posix() == "conf":
+        (copy / "local").mkdir(exist_ok=True)
+    return _ImageConf(project, root, copy, conf, frozenset(left_out))
+
+
+def _left_out(
+    image: _ImageConf, loader: Any, env: str, datasets: Sequence[str], parameters: set[str]
+) -> LeftOut:
+    """What the files the image lacks define for the deployed pipelines: catalog
+    entries their ``datasets`` use (by name or factory pattern), and the
+    top-level ``parameters`` keys their nodes read (``"*"``: all of them, a
+    node reads ``parameters``). Read as plain YAML: their values never matter."""
+    import parse
+    import yaml
+
+    found: dict[str, list[str]] = {"catalog": [], "parameters": []}
+    files = []
+    for key, keys in found.items():
+        for folder in dict.fromkeys([loader.base_env, env]):
+            for pattern in loader.config_patterns.get(key, ()):
+                for path in sorted((image.source / folder).glob(pattern)):
+                    shown = path.relative_to(image.project).as_posix()
+                    if shown not in image.left_out or path.suffix not in (".yml", ".yaml", ".json"):
+                        continue
+                    try:
+                        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+                    except (OSError, yaml.YAMLError):
+                        continue
+                    if isinstance(data, dict):
+                        files.append(shown)
+                        keys += [str(k) for k in data if not str(k).startswith("_")]
+    entries = sorted(
+        {
+            k
+            for k in found["catalog"]
+            if k in datasets or ("{" in k and any(parse.parse(k, d) for d in datasets))
+        }
+    )
+    image_catalog = loader["catalog"]
+    return LeftOut(
+        files=tuple(dict.fromkeys(files)),
+        entries=tuple(entries),
+        overridden=frozenset(e for e in entries if e in image_catalog),
+        parameters=tuple(
+            sorted({k for k in found["parameters"] if "*" in parameters or k in parameters})
+        ),
+    )
+
+
 def _load(
     path: Path,
     wanted: Sequence[str],
     env: str | None,
     requirements: Path | None,
     runtime_params: Mapping[str, Any] | None = None,
+    ignore_file: Path | None = None,
+) -> dict[str, Any]:
+    """Load the project with the configuration its image holds (``ignore_file``:
+    the image's ignore file; ``None``: the image gets the whole folder)."""
+    with tempfile.TemporaryDirectory(prefix="kedro-batch-conf-") as tmp:
+        return _load_in(path, wanted, env, requirements, runtime_params, ignore_file, Path(tmp))
+
+
+def _load_in(
+    path: Path,
+    wanted: Sequence[str],
+    env: str | None,
+    requirements: Path | None,
+    runtime_params: Mapping[str, Any] | None,
+    ignore_file: Path | None,
+    tmp: Path,
 ) -> dict[str, Any]:
     import kedro
     from kedro.framework.project import pipelines as registry
@@ -488,7 +668,22 @@ def _load(
     project = _Project(path=path, env=env, requirements=requirements)
     with _project_code(project, "loading the project's settings.py"):
         metadata = bootstrap_project(path)
-    project = _Project(path, env, requirements, metadata.package_name)
+    conf = path / settings.CONF_SOURCE
+    # A folder of the project is what the image may leave parts of out; a
+    # conf_source elsewhere (or an archive) reaches it as it is, or not at all.
+    image = (
+        _image_conf(path, conf, ignore_file, tmp)
+        if ignore_file is not None and conf.is_dir() and conf.resolve().is_relative_to(path)
+        else None
+    )
+    project = _Project(
+        path,
+        env,
+        requirements,
+        metadata.package_name,
+        conf=image.copy if image else None,
+        image_root=image.root if image else None,
+    )
     disabled = tuple(settings.DISABLE_HOOKS_FOR_PLUGINS)
     # Planning reads the project; kedro-mlflow's hook would create an
     # experiment (a local mlruns/ folder, or a call to the tracking server).
@@ -510,14 +705,21 @@ def _load(
             )
         _check_node_names(registry[name], name)
     params = dict(runtime_params) if runtime_params else None
+    datasets = sorted({d for n in wanted for d in registry[n].datasets() if not is_parameter(d)})
     reading = _project_code(project, "reading the project's configuration")
-    with reading, KedroSession.create(path, env=env, runtime_params=params) as session:
+    # The image's configuration where the image leaves part of it out.
+    conf_source = str(image.copy) if image else None
+    session = KedroSession.create(path, env=env, runtime_params=params, conf_source=conf_source)
+    with reading, session:
         context = cast(KedroSession, session).load_context()
         catalog = _catalog(context)
-        mlflow = _mlflow_facts(path, context, disabled)
+        mlflow = _mlflow_facts(project, image.copy if image else conf, context, disabled)
         # Kedro's default (settings.CONFIG_LOADER_ARGS may change it from "local").
         kedro_env = env or getattr(context.config_loader, "default_run_env", "") or "local"
-    datasets = sorted({d for n in wanted for d in registry[n].datasets() if not is_parameter(d)})
+        left_out = LeftOut()
+        if image and image.left_out:
+            used = _parameters(registry, wanted)
+            left_out = _left_out(image, context.config_loader, kedro_env, datasets, used)
     _check_dataset_types(catalog, datasets, project)
     graphs = [_graph(name, registry[name], catalog, path) for name in wanted]
     return {
@@ -527,7 +729,16 @@ def _load(
         "registered": registered,
         "pipelines": [g.to_json() for g in graphs],
         "mlflow": mlflow.to_json(),
+        "left_out": left_out.to_json(),
     }
+
+
+def _parameters(registry: Any, wanted: Sequence[str]) -> set[str]:
+    """Top-level parameter keys the nodes of the ``wanted`` pipelines read
+    (``"*"`` when one reads them all, as ``parameters``)."""
+    inputs = {i for name in wanted for i in registry[name].inputs()}
+    keys = {i.removeprefix("params:").split(".")[0] for i in inputs if i.startswith("params:")}
+    return keys | ({"*"} if "parameters" in inputs else set())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -537,6 +748,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--env", default=None)
     parser.add_argument("--requirements", type=Path, default=None)
     parser.add_argument("--params", type=json.loads, default=None)
+    parser.add_argument("--ignore-file", type=Path, default=None)
     args = parser.parse_args(argv)
     os.environ.update(QUIET_KEDRO_ENV)
     # Kedro and the user's project log to stdout; the JSON must be alone there.
@@ -544,7 +756,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout = sys.stderr
     try:
         result = _load(
-            args.project_dir.resolve(), args.pipelines, args.env, args.requirements, args.params
+            args.project_dir.resolve(),
+            args.pipelines,
+            args.env,
+            args.requirements,
+            args.params,
+            args.ignore_file,
         )
     except UserError as exc:
         if verbose() and exc.__cause__ is not None:

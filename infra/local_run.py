@@ -672,6 +672,9 @@ def _local_run(options: Options, console: Console, resources: ExitStack) -> dict
             "(README: Credentials and secrets)"
         )
     console.print(loaded(deployment.project), markup=False, highlight=False, soft_wrap=True)
+    left_out = deployment.project.left_out.warning()
+    if left_out:  # the tasks' project copies lack conf/local too, as the image does
+        console.print(f"warning: {left_out}", markup=False, highlight=False, soft_wrap=True)
     with tempfile.TemporaryDirectory(prefix="kedro-batch-") as tmp, embedded_s3() as endpoint:
         s3 = _s3_client(endpoint)
         s3.create_bucket(Bucket=bucket)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,59 @@ def test_project_errors_name_the_culprit(where: str, pipelines: list[str], messa
     with pytest.raises(UserError, match=message.replace("(", r"\(")) as info:
         load_project(FIXTURES / where, pipelines)
     assert "\n" not in str(info.value)
+
+
+# --- the configuration the image holds --------------------------------------------
+
+LOCAL_CONF = FIXTURES / "local_conf"
+
+
+def test_planning_reads_the_configuration_the_image_holds_without_conf_local():
+    project = load_project(LOCAL_CONF)
+    datasets = project.pipelines["__default__"].datasets
+    # conf/local/catalog.yml defines `scaled` and overrides `summary`; no image has it.
+    assert not datasets["scaled"].in_catalog
+    assert datasets["scaled"].type.endswith("MemoryDataset")
+    assert datasets["summary"].filepath == "data/08_reporting/summary.csv"
+    left_out = project.left_out
+    assert left_out.files == ("conf/local/catalog.yml", "conf/local/parameters.yml")
+    assert left_out.entries == ("scaled", "summary")  # not notebook_scratch: nothing uses it
+    assert left_out.overridden == {"summary"}
+    assert left_out.parameters == ("scale",)
+    warning = left_out.warning()
+    assert warning is not None
+    assert warning.startswith(
+        "conf/local/catalog.yml, conf/local/parameters.yml do not reach the image "
+        "(infra/.dockerignore leaves them out): the jobs run without their catalog entries "
+        "scaled, summary (another definition applies) and parameters scale"
+    )
+    assert "move them to conf/base, or to a conf/<env> folder and set kedro-batch:kedroEnv" in (
+        warning
+    )
+
+
+def test_an_image_that_keeps_conf_local_is_planned_with_it(tmp_path: Path):
+    from infra.components.image import RUNTIME_INSTALL
+
+    project = tmp_path / "local_conf"
+    shutil.copytree(LOCAL_CONF, project)
+    # The project's own Dockerfile and ignore file: conf/local goes into this image.
+    (project / "Dockerfile").write_text(f"FROM python:3.11-slim\n{RUNTIME_INSTALL}\nCOPY . .\n")
+    (project / ".dockerignore").write_text("data/\n")
+    loaded = load_project(project)
+    datasets = loaded.pipelines["__default__"].datasets
+    assert datasets["scaled"].in_catalog
+    assert datasets["summary"].filepath == "data/08_reporting/local_summary.csv"
+    assert loaded.left_out.warning() is None
+    # An ignore file that leaves a base file out too: the image lacks `scale` altogether.
+    other = shutil.copytree(LOCAL_CONF, tmp_path / "other")
+    (other / "Dockerfile").write_text(f"FROM python:3.11-slim\n{RUNTIME_INSTALL}\nCOPY . .\n")
+    (other / ".dockerignore").write_text("data/\nconf/base/parameters.yml\nconf/local/\n")
+    left_out = load_project(other).left_out
+    assert left_out.files == (
+        "conf/local/catalog.yml",
+        "conf/base/parameters.yml",
+        "conf/local/parameters.yml",
+    )
+    assert (left_out.entries, left_out.parameters) == (("scaled", "summary"), ("scale",))
+    assert ".dockerignore leaves them out" in (left_out.warning() or "")

@@ -262,11 +262,26 @@ def test_a_comma_in_a_node_name_is_refused_at_synth(
     registry = project / "src" / "odd_names" / "pipeline_registry.py"
     registry.write_text(
         registry.read_text().replace(
-            'return {"__default__": pipeline}',
-            'return {"__default__": Pipeline(pipeline, namespace="a,b", inputs="numbers")}',
+            '{"__default__": pipeline,',
+            '{"__default__": Pipeline(pipeline, namespace="a,b", inputs="numbers"),',
         )
     )
     code, _, err = synth(capsys, project, "-c", "kedroEnv=")
     assert code == 2
     assert err.startswith("error: node 'a,b.-leading-dash' of pipeline '__default__' has a comma")
     assert "rename the namespace" in err and len(err.strip().splitlines()) == 1
+
+
+# --- configuration the image does not get -----------------------------------------
+
+
+def test_synth_says_which_conf_local_entries_the_image_runs_without(
+    capsys: pytest.CaptureFixture[str],
+):
+    code, out, err = synth(capsys, FIXTURES / "local_conf", "-c", "kedroEnv=")
+    assert code == 0, err
+    (warning,) = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert "conf/local/catalog.yml, conf/local/parameters.yml do not reach the image" in warning
+    assert "catalog entries scaled, summary (another definition applies)" in warning
+    assert "set kedro-batch:kedroEnv" in warning
+    assert "Kedro env 'local'" in out

@@ -31,13 +31,18 @@ import pulumi_aws as aws
 import pulumi_docker_build as docker_build
 
 from infra.config import REPO_ROOT
-from infra.dockerignore import IgnoreRules, context_files, read_patterns
+from infra.dockerignore import (
+    DEFAULT_IGNORE,
+    IgnoreRules,
+    context_files,
+    ignore_file,
+    read_patterns,
+)
 from infra.errors import UserError
 from infra.task_env import REQUIREMENTS  # local-run's environment reads the same
 
 INFRA_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DOCKERFILE = INFRA_DIR / "Dockerfile"
-DEFAULT_IGNORE = INFRA_DIR / ".dockerignore"
 RUNTIME = "runtime"  # the runtime package, relative to the checkout
 RUNTIME_CONTEXT = "runtime"  # its named build context (see infra/Dockerfile)
 # BuildKit applies ``<Dockerfile>.dockerignore`` next to the Dockerfile; the
@@ -189,19 +194,6 @@ def describe(build: BuildInputs) -> str:
     ignore = _relative(build.ignore_file, REPO_ROOT) if build.ignore_file else "no ignore file"
     own = _relative(build.dockerfile, REPO_ROOT)
     return f"image: {own} (the project's own) with {ignore}, tag {build.tag}"
-
-
-def ignore_file(dockerfile: Path, context: Path) -> Path | None:
-    """The ignore file BuildKit (and pulumi-docker-build's hash) applies to every
-    context of this build: ``<Dockerfile>.dockerignore``, else the context's
-    ``.dockerignore``."""
-    for candidate in (
-        dockerfile.with_name(dockerfile.name + ".dockerignore"),
-        context / ".dockerignore",
-    ):
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def lifecycle_policy(keep_images: int) -> dict[str, object]:
