@@ -254,9 +254,9 @@ def _tracking_uri(
 
 def _mlflow_report(s3: Any, bucket: str, run_id: str, uri: str) -> dict[str, Any]:
     """The shared MLflow run the tasks recorded in the bucket (``mlflow_run.RUN_FILE``)."""
-    from kedro_batch_runtime.mlflow_run import FOLDER, RUN_FILE
+    from kedro_batch_runtime.mlflow_run import RUN_FILE, folder
 
-    key = f"{RUNS_PREFIX}/{run_id}/{FOLDER}/{RUN_FILE}"
+    key = f"{folder(run_id)}/{RUN_FILE}"
     try:
         found = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     except s3.exceptions.NoSuchKey:

@@ -40,6 +40,7 @@ from infra import asl, progress, timeline, timeline_html
 from infra.config import NAMESPACE, REPO_ROOT
 from infra.errors import UserError
 from infra.measured import job_start_seconds, node_outcome
+from infra.mlflow_reconcile import reconcile
 from infra.output_paths import checked
 from infra.overrides import params_length
 from infra.synth import PIPELINE_TAG
@@ -1184,7 +1185,23 @@ def _follow(watcher: Watcher, console: Console, interval: float) -> int:
         )
         return 130
     report(console, snapshot, batch_error=watcher.batch_error, logs_note=watcher.logs_note())
+    close_mlflow_run(watcher, snapshot, console)
     return outcome(snapshot)
+
+
+def close_mlflow_run(watcher: Watcher, snapshot: Snapshot, console: Console) -> None:
+    """An ended execution leaves its shared MLflow run with its own outcome
+    (:mod:`infra.mlflow_reconcile`): a timeout or an abort never reaches a node."""
+    if snapshot.status not in TERMINAL:
+        return
+    line = reconcile(
+        snapshot.execution,
+        [watcher.definition, *watcher.machines().values()],
+        watcher.batch,
+        watcher.aws.client("s3", watcher.arn),
+    )
+    if line:
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 # --- commands -------------------------------------------------------------------
@@ -1297,6 +1314,7 @@ def status(
     else:
         snapshot = watcher.watch(out, follow=False)
         report(out, snapshot, batch_error=watcher.batch_error, logs_note=watcher.logs_note())
+        close_mlflow_run(watcher, snapshot, out)
         code = outcome(snapshot)
     if durations is not None:
         _write_measured(out, snapshot, durations, execution_arn)

@@ -41,6 +41,7 @@ from typing import Any
 
 import fsspec
 
+from kedro_batch_runtime.layout import RUNS_PREFIX
 from kedro_batch_runtime.settings import RunConfigError, RunSettings
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,12 @@ TAG_STACK = "kedro_batch.stack"
 # kedro-mlflow's config patterns, so mlflow.yml resolves as it would.
 MLFLOW_PATTERNS = ["mlflow*", "mlflow*/**", "**/mlflow*"]
 SETTLE_ROUNDS = 5
+
+
+def folder(run_id: str) -> str:
+    """The run's MLflow folder in the data bucket: its record (``RUN_FILE``) and
+    its nodes' markers. Operators read the record too (``python -m infra status``)."""
+    return f"{RUNS_PREFIX}/{run_id}/{FOLDER}"
 
 
 def marker(node: str) -> str:
@@ -77,7 +84,7 @@ class SharedRun:
             raise RunConfigError("MLflow tracking needs the data bucket (KEDRO_BATCH_BUCKET)")
         self.run = run
         self.nodes = tuple(nodes)  # what this task runs
-        self.prefix = f"{run.bucket}/runs/{run.run_id}/{FOLDER}"
+        self.prefix = f"{run.bucket}/{folder(run.run_id)}"
         self.fs = fs or fsspec.filesystem("s3")
         self.run_id: str | None = None  # MLflow's, once started
         self._pipeline_nodes: tuple[str, ...] = ()
