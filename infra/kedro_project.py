@@ -599,40 +599,44 @@ def _left_out(
     top-level ``parameters`` keys their nodes read (``"*"``: all of them, a
     node reads ``parameters``). Read as plain YAML: their values never matter."""
     import parse
-    import yaml
 
-    found: dict[str, list[str]] = {"catalog": [], "parameters": []}
-    files = []
-    for key, keys in found.items():
+    def used(kind: str, key: str) -> bool:
+        if kind == "parameters":
+            return "*" in parameters or key in parameters
+        return key in datasets or ("{" in key and any(parse.parse(key, d) for d in datasets))
+
+    found: dict[str, dict[str, list[str]]] = {"catalog": {}, "parameters": {}}  # key -> files
+    for kind, keys in found.items():
         for folder in dict.fromkeys([loader.base_env, env]):
-            for pattern in loader.config_patterns.get(key, ()):
+            for pattern in loader.config_patterns.get(kind, ()):
                 for path in sorted((image.source / folder).glob(pattern)):
                     shown = path.relative_to(image.project).as_posix()
-                    if shown not in image.left_out or path.suffix not in (".yml", ".yaml", ".json"):
-                        continue
-                    try:
-                        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-                    except (OSError, yaml.YAMLError):
-                        continue
-                    if isinstance(data, dict):
-                        files.append(shown)
-                        keys += [str(k) for k in data if not str(k).startswith("_")]
-    entries = sorted(
-        {
-            k
-            for k in found["catalog"]
-            if k in datasets or ("{" in k and any(parse.parse(k, d) for d in datasets))
-        }
-    )
+                    if shown in image.left_out:
+                        for key in _top_level_keys(path):
+                            if used(kind, key):
+                                keys.setdefault(key, []).append(shown)
     image_catalog = loader["catalog"]
+    files = [f for keys in found.values() for shown in keys.values() for f in shown]
     return LeftOut(
         files=tuple(dict.fromkeys(files)),
-        entries=tuple(entries),
-        overridden=frozenset(e for e in entries if e in image_catalog),
-        parameters=tuple(
-            sorted({k for k in found["parameters"] if "*" in parameters or k in parameters})
-        ),
+        entries=tuple(sorted(found["catalog"])),
+        overridden=frozenset(e for e in found["catalog"] if e in image_catalog),
+        parameters=tuple(sorted(found["parameters"])),
     )
+
+
+def _top_level_keys(path: Path) -> list[str]:
+    """The entries of a YAML or JSON configuration file (``_`` ones are Kedro's
+    anchors, not entries); none for a file Kedro would not read or cannot parse."""
+    import yaml
+
+    if path.suffix not in (".yml", ".yaml", ".json"):
+        return []
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return []
+    return [str(k) for k in data if not str(k).startswith("_")] if isinstance(data, dict) else []
 
 
 def _load(
