@@ -362,6 +362,11 @@ class _Runner:
         env.update({e["Name"]: e["Value"] for e in overrides.get("Environment", [])})
         cwd = self.workdir / job.job_id
         shutil.copytree(self.stage, cwd, symlinks=True)
+        # The container's own disk: scratch files (staged datasets) live and die
+        # with it, even when the task is killed before it can clean up.
+        scratch = self.workdir / f"{job.job_id}.tmp"
+        scratch.mkdir()
+        env["TMPDIR"] = str(scratch)
         log = self._log(job)
         started = time.time()
         self.timing[job.job_id] = (started, None)
@@ -380,6 +385,7 @@ class _Runner:
             self._procs.pop(job.job_id, None)
         self.timing[job.job_id] = (started, time.time())
         shutil.rmtree(cwd, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
         return code, "" if code == 0 else f"Essential container in task exited (exit code {code})"
 
     def _log(self, job: Job) -> Path:
