@@ -551,6 +551,24 @@ def _job_environment(synthesis: Synthesis) -> dict[str, str]:
     return {e["name"]: e["value"] for e in _job_container(synthesis).get("environment", [])}
 
 
+# What a container has of its own, besides what its job definition and the
+# state machine set: the caller's other variables are not the job's, so a task
+# that reads one here would find nothing on AWS (kedro-batch:environment sets
+# plain variables for every job, secretEnv secret ones).
+SYSTEM_VARIABLES = frozenset(
+    {
+        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TERM",
+        "JAVA_HOME", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+        "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+    }
+)  # fmt: skip
+
+
+def _system_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of this machine's environment a task keeps (see ``SYSTEM_VARIABLES``)."""
+    return {k: v for k, v in environ.items() if k in SYSTEM_VARIABLES or k.startswith("LC_")}
+
+
 def _emulated_secrets(
     synthesis: Synthesis, document: str | None, console: Console
 ) -> dict[str, str]:
@@ -684,7 +702,7 @@ def _local_run(options: Options, console: Console, resources: ExitStack) -> dict
         inputs = _upload_inputs(s3, bucket, deployment.project.path, graph)
         console.print(f"embedded S3 at {endpoint}, bucket {bucket}: {len(inputs)} input files")
         base_env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+            **_system_environment(os.environ),
             **_job_environment(synthesis),
             "KEDRO_BATCH_BUCKET": bucket,
             "AWS_ENDPOINT_URL_S3": endpoint,
