@@ -1282,7 +1282,7 @@ def _auto(atoms: _Atoms, graph: PipelineGraph, none: _Candidate, budget: _Budget
     ]
     seeds = [_Partition(atoms, g) for g in simple]
     share = budget.part(_SEARCH_SHARE)
-    found = search(seeds, share)
+    found = search(seeds[:2], share)
     budget.spend(share.spent)
     done = {seeds[0].key(), seeds[1].key()}  # evaluated above
     limit = none.figures.billed_job_seconds * (1 + 1e-9)
