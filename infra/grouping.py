@@ -190,6 +190,7 @@ class _Partition:
         self.atoms = atoms
         self.members: dict[int, list[int]] = {}
         self.length: dict[int, float] = {}  # model seconds per task
+        self.bill: dict[int, float] = {}  # weighted job-seconds per task
         self.owner = [-1] * atoms.count
         self.next_id = 0
         for group in groups:
@@ -208,6 +209,7 @@ class _Partition:
         self.next_id += 1
         self.members[tid] = members
         self.length[tid] = self.seconds(members)
+        self.bill[tid] = self.length[tid] * self.weight(members)
         for a in members:
             self.owner[a] = tid
         return tid
@@ -217,6 +219,7 @@ class _Partition:
         other.atoms = self.atoms
         other.members = {t: list(ms) for t, ms in self.members.items()}
         other.length = dict(self.length)
+        other.bill = dict(self.bill)
         other.owner = list(self.owner)
         other.next_id = self.next_id
         other.parents = {t: set(ps) for t, ps in self.parents.items()}
@@ -238,7 +241,7 @@ class _Partition:
         )
 
     def billed(self) -> float:
-        return sum(self.length[t] * self.weight(ms) for t, ms in self.members.items())
+        return sum(self.bill.values())
 
     def can_share(self, members: Sequence[int]) -> bool:
         """Whether these atoms may run as one task (class and overrides limit)."""
@@ -251,7 +254,7 @@ class _Partition:
         group = set(tids)
         members = sorted(a for t in group for a in self.members.pop(t))
         for t in group:
-            del self.length[t]
+            del self.length[t], self.bill[t]
         parents = {p for t in group for p in self.parents.pop(t)} - group
         children = {c for t in group for c in self.children.pop(t)} - group
         tid = self._new(members)
@@ -267,7 +270,7 @@ class _Partition:
     def split(self, tid: int, parts: Sequence[Sequence[int]]) -> list[int]:
         """Replace a task by parts of it (their internal edges must be acyclic)."""
         old_parents, old_children = self.parents.pop(tid), self.children.pop(tid)
-        del self.members[tid], self.length[tid]
+        del self.members[tid], self.length[tid], self.bill[tid]
         new = [self._new(sorted(p)) for p in parts]
         for t in new:
             self.parents[t], self.children[t] = set(), set()
@@ -318,21 +321,42 @@ class _Budget:
 
 
 def _times(p: _Partition, budget: _Budget | None = None) -> _Times:
-    order = _topological(
-        list(p.members), {t: p.parents[t] for t in p.members}, key=lambda t: p.members[t][0]
-    )
+    # Kahn's algorithm, the task with the first atom first among the ready
+    # (atoms are numbered topologically and each is in one task: no ties).
+    members, parents, children, length = p.members, p.parents, p.children, p.length
+    waiting = {t: len(ps) for t, ps in parents.items()}
+    ready = [(members[t][0], t) for t, n in waiting.items() if not n]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        t = heapq.heappop(ready)[1]
+        order.append(t)
+        for c in children[t]:
+            waiting[c] -= 1
+            if not waiting[c]:
+                heapq.heappush(ready, (members[c][0], c))
+    if len(order) != len(members):
+        raise ValueError("the groups depend on each other in a cycle")
     head: dict[int, float] = {}
-    length = p.length
+    longest = 0.0
     for t in order:
-        head[t] = length[t] + max((head[q] for q in p.parents[t]), default=0.0)
+        before = 0.0
+        for q in parents[t]:
+            if head[q] > before:
+                before = head[q]
+        head[t] = here = length[t] + before
+        if here > longest:
+            longest = here
     tail: dict[int, float] = {}
     for t in reversed(order):
-        tail[t] = length[t] + max((tail[c] for c in p.children[t]), default=0.0)
+        after = 0.0
+        for c in children[t]:
+            if tail[c] > after:
+                after = tail[c]
+        tail[t] = length[t] + after
     if budget is not None:
-        budget.spend(len(order) + sum(len(ps) for ps in p.parents.values()))
-    return _Times(
-        order, {t: i for i, t in enumerate(order)}, head, tail, max(head.values(), default=0.0)
-    )
+        budget.spend(len(order) + sum(map(len, parents.values())))
+    return _Times(order, {t: i for i, t in enumerate(order)}, head, tail, longest)
 
 
 def _topological(
@@ -658,24 +682,30 @@ def _critical(p: _Partition, tm: _Times) -> list[int]:
 def _closure(p: _Partition, tm: _Times, group: set[int], budget: _Budget) -> set[int]:
     """``group`` and every task on a path between two of its tasks (convex, so
     merging it keeps the task graph acyclic)."""
-    low = min(tm.position[t] for t in group)
-    high = max(tm.position[t] for t in group)
-    below: set[int] = set()
-    for t in group:
-        below |= _reach(t, p.children, lambda c: tm.position[c] <= high)
-    above: set[int] = set()
-    for t in group:
-        above |= _reach(t, p.parents, lambda c: tm.position[c] >= low)
+    position = tm.position
+    low = min(position[t] for t in group)
+    high = max(position[t] for t in group)
+    below = _reach(group, p.children, position, low, high)
+    above = _reach(group, p.parents, position, low, high)
     budget.spend(len(below) + len(above))
     return group | (below & above)
 
 
-def _reach(start: int, edges: Mapping[int, set[int]], allowed: Callable[[int], bool]) -> set[int]:
-    seen = {start}
-    stack = [start]
+def _reach(
+    starts: set[int],
+    edges: Mapping[int, set[int]],
+    position: Mapping[int, int],
+    low: int,
+    high: int,
+) -> set[int]:
+    """Tasks reachable from ``starts`` along ``edges`` without leaving the
+    positions ``low``..``high`` of a topological order (a path between two
+    tasks never does)."""
+    seen = set(starts)
+    stack = list(starts)
     while stack:
         for n in edges[stack.pop()]:
-            if n not in seen and allowed(n):
+            if n not in seen and low <= position[n] <= high:
                 seen.add(n)
                 stack.append(n)
     return seen
@@ -775,10 +805,11 @@ def _time_step(p: _Partition, tm: _Times, budget: _Budget) -> bool:
         # A move's path through it bounds its critical path from below.
         if (best is not None and through >= best[0]) or budget.left <= 0:
             break
+        if isinstance(move, set) and not p.can_share([a for t in move for a in p.members[t]]):
+            continue
         q = p.copy()
+        budget.spend(len(p.members) + p.atoms.count)  # the copy
         if isinstance(move, set):
-            if not p.can_share([a for t in move for a in p.members[t]]):
-                continue
             q.merge(move)
         else:
             q.split(*move)
@@ -789,7 +820,7 @@ def _time_step(p: _Partition, tm: _Times, budget: _Budget) -> bool:
         return False
     chosen = best[2]
     p.members, p.owner, p.next_id = chosen.members, chosen.owner, chosen.next_id
-    p.length = chosen.length
+    p.length, p.bill = chosen.length, chosen.bill
     p.parents, p.children = chosen.parents, chosen.children
     return True
 
@@ -864,11 +895,12 @@ class _Fuser:
     (one start-up, then every node of the segment), whichever sums to the
     least time, then the smallest bill; a subtree is fused whole where that
     is faster. No fusion raises the bill (a ``large`` node fused with small
-    ones bills them at its size), so neither does refining. :meth:`trimmed` then spends the slack the result leaves
-    (every branch of a ``Parallel`` but the longest, and the longest within
-    its own series) on fusions that lower the bill without lengthening the
-    run: neighbours of a series, and side branches a ``Parallel`` waits for
-    anyway, packed into as few jobs as fit beside the longest.
+    ones bills them at its size), so neither does refining. :meth:`trimmed`
+    then spends the slack the result leaves (every branch of a ``Parallel``
+    but the longest, and the longest within its own series) on fusions that
+    lower the bill without lengthening the run: neighbours of a series, and
+    side branches a ``Parallel`` waits for anyway, packed into as few jobs as
+    fit beside the longest.
     """
 
     def __init__(self, atoms: _Atoms, budget: _Budget) -> None:
