@@ -115,6 +115,8 @@ class Settings:
     force_destroy: bool = False
     kms_key_arn: str | None = None
     run_data_expiration_days: int = 30
+    # plain environment variables of every job (for ${oc.env:...}); never secrets
+    environment: Mapping[str, str] = field(default_factory=dict)
     # secrets (names and ARNs only; infra.secrets)
     credentials_secret: SecretRef | None = None
     secret_env: Mapping[str, SecretRef] = field(default_factory=dict)
@@ -377,6 +379,21 @@ def _notifications(raw: Any) -> Notifications:
     return Notifications(email=email, topic_arn=topic)
 
 
+def _environment(raw: Any) -> dict[str, str]:
+    value = _decoded(raw)
+    if not isinstance(value, dict) or not all(
+        isinstance(v, str | int | float | bool) for v in value.values()
+    ):
+        raise ValueError(
+            f"got {raw!r}; expected an object of environment variable -> value, "
+            'e.g. {"DATA_ROOT": "s3://my-bucket/data"}'
+        )
+    return {
+        parse_variable(str(k)): json.dumps(v) if isinstance(v, bool) else str(v)
+        for k, v in value.items()
+    }
+
+
 def _secret(raw: Any) -> SecretRef:
     return SecretRef.parse(_string(raw))
 
@@ -453,6 +470,7 @@ _KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "kmsKeyArn": ("kms_key_arn", _string),
     "runDataExpirationDays": ("run_data_expiration_days", _int_between(1, 3650)),
     "credentialsSecret": ("credentials_secret", _secret),
+    "environment": ("environment", _environment),
     "secretEnv": ("secret_env", _secret_env),
     "secretsKmsKeyArn": ("secrets_kms_key_arn", _kms_key_arn),
     "logRetentionDays": ("log_retention_days", _retention),
@@ -488,6 +506,12 @@ def parse(raw: Mapping[str, Any]) -> Settings:
     _check_profile_references(settings)
     secrets = job_secrets(settings.credentials_secret, settings.secret_env)
     check_secrets_size(secrets)
+    both = sorted(set(settings.environment) & set(settings.secret_env))
+    if both:
+        raise UserError(
+            f"invalid config {NAMESPACE}:environment: {both[0]!r} is also in "
+            f"{NAMESPACE}:secretEnv; set it in one of them (secretEnv for secret values)"
+        )
     if settings.secrets_kms_key_arn and not secrets:
         raise UserError(
             f"invalid config {NAMESPACE}:secretsKmsKeyArn: no secret uses it; set "

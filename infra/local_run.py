@@ -362,6 +362,11 @@ class _Runner:
         env.update({e["Name"]: e["Value"] for e in overrides.get("Environment", [])})
         cwd = self.workdir / job.job_id
         shutil.copytree(self.stage, cwd, symlinks=True)
+        # The container's own disk: scratch files (staged datasets) live and die
+        # with it, even when the task is killed before it can clean up.
+        scratch = self.workdir / f"{job.job_id}.tmp"
+        scratch.mkdir()
+        env["TMPDIR"] = str(scratch)
         log = self._log(job)
         started = time.time()
         self.timing[job.job_id] = (started, None)
@@ -380,6 +385,7 @@ class _Runner:
             self._procs.pop(job.job_id, None)
         self.timing[job.job_id] = (started, time.time())
         shutil.rmtree(cwd, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
         return code, "" if code == 0 else f"Essential container in task exited (exit code {code})"
 
     def _log(self, job: Job) -> Path:
@@ -545,6 +551,24 @@ def _job_environment(synthesis: Synthesis) -> dict[str, str]:
     return {e["name"]: e["value"] for e in _job_container(synthesis).get("environment", [])}
 
 
+# What a container has of its own, besides what its job definition and the
+# state machine set: the caller's other variables are not the job's, so a task
+# that reads one here would find nothing on AWS (kedro-batch:environment sets
+# plain variables for every job, secretEnv secret ones).
+SYSTEM_VARIABLES = frozenset(
+    {
+        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TERM",
+        "JAVA_HOME", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+        "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+    }
+)  # fmt: skip
+
+
+def _system_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of this machine's environment a task keeps (see ``SYSTEM_VARIABLES``)."""
+    return {k: v for k, v in environ.items() if k in SYSTEM_VARIABLES or k.startswith("LC_")}
+
+
 def _emulated_secrets(
     synthesis: Synthesis, document: str | None, console: Console
 ) -> dict[str, str]:
@@ -678,7 +702,7 @@ def _local_run(options: Options, console: Console, resources: ExitStack) -> dict
         inputs = _upload_inputs(s3, bucket, deployment.project.path, graph)
         console.print(f"embedded S3 at {endpoint}, bucket {bucket}: {len(inputs)} input files")
         base_env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+            **_system_environment(os.environ),
             **_job_environment(synthesis),
             "KEDRO_BATCH_BUCKET": bucket,
             "AWS_ENDPOINT_URL_S3": endpoint,

@@ -224,6 +224,7 @@ def job_environment(
     """The environment every job definition gives its containers (``tracking``:
     the shared MLflow run's, when the project tracks with kedro-mlflow)."""
     return {
+        **settings.environment,
         ENV_BUCKET: bucket,
         ENV_INTERMEDIATES: settings.intermediates,
         **QUIET_KEDRO_ENV,

@@ -119,7 +119,8 @@ class SecretRef:
 
 
 def parse_variable(name: str) -> str:
-    """An environment variable ``secretEnv`` may set, or ``ValueError`` saying why not."""
+    """An environment variable ``secretEnv`` or ``environment`` may set, or
+    ``ValueError`` saying why not."""
     if not _VARIABLE.fullmatch(name):
         raise ValueError(f"{name!r} is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
     if name in RESERVED_NAMES or name.startswith(RESERVED_PREFIXES):

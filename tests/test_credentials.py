@@ -47,6 +47,7 @@ from infra.graph import DatasetInfo, PipelineGraph
 from infra.kedro_project import load_project
 from infra.local_run import Options, local_run
 from infra.mocks import REGION, SynthMocks
+from infra.resources import job_environment
 from infra.secrets import SecretRef, credentials_needed, local_credentials_document
 from infra.synth import stack_config
 from tests.batch_tasks import S3Endpoint, moto_s3, run_task, task_env
@@ -441,6 +442,36 @@ def test_local_run_without_a_secret_variable_fails_only_the_node_that_needs_it(
     assert "not set in this shell: FIXTURE_API_TOKEN" in console
     assert "environment variable FIXTURE_API_TOKEN is not set" in console  # the task's last line
     assert "kedro-batch:credentialsSecret is not set" not in console
+
+
+def test_a_variable_only_this_shell_has_does_not_reach_a_task_but_environment_does(
+    tmp_path, monkeypatch
+):
+    # On AWS a job sees its definition's environment and secrets, never the
+    # deploying shell's: local-run keeps the tasks to the same.
+    monkeypatch.setenv("FIXTURE_API_TOKEN", PLANTED_TOKEN)
+    report, console, _ = local_run_in(tmp_path / "shell", monkeypatch, grouping="none")
+    statuses = {n["name"]: n["status"] for n in report["nodes"]}
+    assert statuses["double"] == "SUCCEEDED" and statuses["check_quota"] == "FAILED"
+    assert "environment variable FIXTURE_API_TOKEN is not set" in console
+    plain = json.dumps({"FIXTURE_API_TOKEN": PLANTED_TOKEN})  # not secret in this test
+    report, _, _ = local_run_in(tmp_path / "plain", monkeypatch, environment=plain)
+    assert {n["status"] for n in report["nodes"]} == {"SUCCEEDED"}
+
+
+def test_environment_is_checked_and_reaches_every_job_definition():
+    settings = parse({"environment": json.dumps({"DATA_ROOT": "s3://x/y", "DEBUG": True})})
+    assert settings.environment == {"DATA_ROOT": "s3://x/y", "DEBUG": "true"}
+    assert job_environment(settings)["DATA_ROOT"] == "s3://x/y"
+    for bad, why in (
+        ({"KEDRO_BATCH_BUCKET": "b"}, "set by kedro-batch"),
+        ({"AWS_REGION": "eu-west-1"}, "job role"),
+        ({"1X": "y"}, "not an environment variable name"),
+    ):
+        with pytest.raises(UserError, match=why):
+            parse({"environment": json.dumps(bad)})
+    with pytest.raises(UserError, match="also in kedro-batch:secretEnv"):
+        parse({"environment": '{"T": "x"}', "secretEnv": '{"T": "my/secret"}'})
 
 
 def test_the_emulated_secret_is_what_kedro_run_reads_unresolved(tmp_path):

@@ -161,8 +161,11 @@ def tasks(definition: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def task_of(definition: dict[str, Any], node: str) -> dict[str, Any]:
+    """The Task state whose job runs ``node`` (alone, or fused with others)."""
     (found,) = [
-        t for t in tasks(definition) if t["Parameters"]["ContainerOverrides"]["Command"][-1] == node
+        t
+        for t in tasks(definition)
+        if node in t["Parameters"]["ContainerOverrides"]["Command"][-1].split(",")
     ]
     return found
 
@@ -318,7 +321,10 @@ def test_the_default_image_gets_java_for_spark_and_a_new_tag(tmp_path):
     assert build_inputs(tmp_path).java
     dockerfile = (REPO_ROOT / "infra" / "Dockerfile").read_text()
     assert "ARG JAVA=" in dockerfile and "default-jre-headless" in dockerfile
-    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "Dockerfile").write_text(
+        "FROM python:3.11-slim\n"
+        "RUN --mount=type=bind,from=runtime,target=/tmp/runtime,rw pip install /tmp/runtime\n"
+    )
     assert not build_inputs(tmp_path, java=True).java  # its own Dockerfile decides
 
 

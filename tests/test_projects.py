@@ -237,7 +237,9 @@ def test_every_node_name_kedro_accepts_runs_through_synth_and_local_run(
 
     from infra.local_run import Options, local_run
 
-    code, _, err = synth(capsys, ODD, "-c", "kedroEnv=", "--out", str(tmp_path / "synth"))
+    # One job per node: each name is then the whole element after --nodes.
+    one = ("-c", "kedroEnv=", "-c", "grouping=none")
+    code, _, err = synth(capsys, ODD, *one, "--out", str(tmp_path / "synth"))
     assert code == 0, err
     definition = (tmp_path / "synth" / "__default__.asl.json").read_text(encoding="utf-8")
     commands = re.findall(r'"--nodes",\s*("(?:[^"\\]|\\.)*")', definition)
@@ -245,7 +247,8 @@ def test_every_node_name_kedro_accepts_runs_through_synth_and_local_run(
         ["-leading-dash", "-h", "--two-dashes.and.dots", "été", "a_very_long_node_name_" + "x" * 98]
     )
     keep = tmp_path / "bucket"
-    report = local_run(Options(overrides={"projectDir": str(ODD), "kedroEnv": ""}, keep=keep))
+    overrides = {"projectDir": str(ODD), "kedroEnv": "", "grouping": "none"}
+    report = local_run(Options(overrides=overrides, keep=keep))
     assert {n["status"] for n in report["nodes"]} == {"SUCCEEDED"}
     assert len(report["nodes"]) == 5
     (written,) = [d for d in report["datasets"] if d["name"] == "données.résumé"]
