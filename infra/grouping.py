@@ -37,7 +37,7 @@ vCPU and memory of its nodes, and the model bills it so.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from itertools import pairwise
@@ -45,8 +45,17 @@ from typing import Any, Literal, TypeVar
 
 from infra.datasets import memory_groups
 from infra.graph import PipelineGraph, TaskGraph, group_tasks
-from infra.layout import Layout, Leaf, Parallel, Series, critical_path, fold, makespan, normalise
-from infra.layout import structure as structure_layout
+from infra.layout import (
+    Layout,
+    Leaf,
+    Parallel,
+    Series,
+    critical_path,
+    fold,
+    makespan,
+    normalise,
+    structure_with_work,
+)
 
 Strategy = Literal["auto", "namespace", "none"]
 N = TypeVar("N", bound=Hashable)
@@ -64,6 +73,13 @@ _WINDOW = 4
 _CUTS = 12
 # Most of the search's results laid out (each costs one structured layout).
 _LAID_OUT = 3
+# Most parts of one ``Series`` fused into one task in one pass of
+# ``_Fuser.shortest`` (its dynamic programme is quadratic in them).
+_SEGMENT = 48
+# Share of the budget left after refining one task per node that the search
+# on the task graph's critical path may use; laying out and refining its
+# results takes the rest.
+_SEARCH_SHARE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +127,9 @@ class Grouping:
     one_per_node: Figures  # the ``none`` strategy's figures, for comparison
     job_start: float
     durations_known: bool
+    # Planning work spent, in units of ``budget_seconds`` (``_UNITS_PER_SECOND``
+    # a second): what the budget bounds, the same on any machine.
+    work: float = 0.0
 
 
 # --- the atoms and partitions of them -------------------------------------------
@@ -171,6 +190,7 @@ class _Partition:
         self.atoms = atoms
         self.members: dict[int, list[int]] = {}
         self.length: dict[int, float] = {}  # model seconds per task
+        self.bill: dict[int, float] = {}  # weighted job-seconds per task
         self.owner = [-1] * atoms.count
         self.next_id = 0
         for group in groups:
@@ -189,6 +209,7 @@ class _Partition:
         self.next_id += 1
         self.members[tid] = members
         self.length[tid] = self.seconds(members)
+        self.bill[tid] = self.length[tid] * self.weight(members)
         for a in members:
             self.owner[a] = tid
         return tid
@@ -198,6 +219,7 @@ class _Partition:
         other.atoms = self.atoms
         other.members = {t: list(ms) for t, ms in self.members.items()}
         other.length = dict(self.length)
+        other.bill = dict(self.bill)
         other.owner = list(self.owner)
         other.next_id = self.next_id
         other.parents = {t: set(ps) for t, ps in self.parents.items()}
@@ -219,7 +241,7 @@ class _Partition:
         )
 
     def billed(self) -> float:
-        return sum(self.length[t] * self.weight(ms) for t, ms in self.members.items())
+        return sum(self.bill.values())
 
     def can_share(self, members: Sequence[int]) -> bool:
         """Whether these atoms may run as one task (class and overrides limit)."""
@@ -232,7 +254,7 @@ class _Partition:
         group = set(tids)
         members = sorted(a for t in group for a in self.members.pop(t))
         for t in group:
-            del self.length[t]
+            del self.length[t], self.bill[t]
         parents = {p for t in group for p in self.parents.pop(t)} - group
         children = {c for t in group for c in self.children.pop(t)} - group
         tid = self._new(members)
@@ -248,7 +270,7 @@ class _Partition:
     def split(self, tid: int, parts: Sequence[Sequence[int]]) -> list[int]:
         """Replace a task by parts of it (their internal edges must be acyclic)."""
         old_parents, old_children = self.parents.pop(tid), self.children.pop(tid)
-        del self.members[tid], self.length[tid]
+        del self.members[tid], self.length[tid], self.bill[tid]
         new = [self._new(sorted(p)) for p in parts]
         for t in new:
             self.parents[t], self.children[t] = set(), set()
@@ -282,30 +304,59 @@ class _Times:
 
 
 class _Budget:
+    """Work allowed and spent, in units (``_UNITS_PER_SECOND`` buy about a second)."""
+
     def __init__(self, units: float) -> None:
         self.left = units
+        self.spent = 0.0
 
     def spend(self, units: float) -> bool:
         self.left -= units
+        self.spent += units
         return self.left > 0
+
+    def part(self, share: float) -> _Budget:
+        """A budget of ``share`` of what is left; charge it back with :meth:`spend`."""
+        return _Budget(max(0.0, self.left) * share)
 
 
 def _times(p: _Partition, budget: _Budget | None = None) -> _Times:
-    order = _topological(
-        list(p.members), {t: p.parents[t] for t in p.members}, key=lambda t: p.members[t][0]
-    )
+    # Kahn's algorithm, the task with the first atom first among the ready
+    # (atoms are numbered topologically and each is in one task: no ties).
+    members, parents, children, length = p.members, p.parents, p.children, p.length
+    waiting = {t: len(ps) for t, ps in parents.items()}
+    ready = [(members[t][0], t) for t, n in waiting.items() if not n]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        t = heapq.heappop(ready)[1]
+        order.append(t)
+        for c in children[t]:
+            waiting[c] -= 1
+            if not waiting[c]:
+                heapq.heappush(ready, (members[c][0], c))
+    if len(order) != len(members):
+        raise ValueError("the groups depend on each other in a cycle")
     head: dict[int, float] = {}
-    length = p.length
+    longest = 0.0
     for t in order:
-        head[t] = length[t] + max((head[q] for q in p.parents[t]), default=0.0)
+        before = 0.0
+        for q in parents[t]:
+            if head[q] > before:
+                before = head[q]
+        head[t] = here = length[t] + before
+        if here > longest:
+            longest = here
     tail: dict[int, float] = {}
     for t in reversed(order):
-        tail[t] = length[t] + max((tail[c] for c in p.children[t]), default=0.0)
+        after = 0.0
+        for c in children[t]:
+            if tail[c] > after:
+                after = tail[c]
+        tail[t] = length[t] + after
     if budget is not None:
-        budget.spend(len(order) + sum(len(ps) for ps in p.parents.values()))
-    return _Times(
-        order, {t: i for i, t in enumerate(order)}, head, tail, max(head.values(), default=0.0)
-    )
+        budget.spend(len(order) + sum(map(len, parents.values())))
+    return _Times(order, {t: i for i, t in enumerate(order)}, head, tail, longest)
 
 
 def _topological(
@@ -589,8 +640,13 @@ def search(seeds: Sequence[_Partition], budget: _Budget) -> list[_Partition]:
     precedence), so each descent also hands back where its first run-time
     phase ended, before any merge for the bill.
     """
-    share = budget.left / max(1, len(seeds))
-    return [p for seed in seeds for p in _descend(seed.copy(), _Budget(share))]
+    share = max(0.0, budget.left) / max(1, len(seeds))
+    found: list[_Partition] = []
+    for seed in seeds:
+        own = _Budget(share)
+        found += _descend(seed.copy(), own)
+        budget.spend(own.spent)
+    return found
 
 
 def _descend(p: _Partition, budget: _Budget) -> list[_Partition]:
@@ -626,24 +682,30 @@ def _critical(p: _Partition, tm: _Times) -> list[int]:
 def _closure(p: _Partition, tm: _Times, group: set[int], budget: _Budget) -> set[int]:
     """``group`` and every task on a path between two of its tasks (convex, so
     merging it keeps the task graph acyclic)."""
-    low = min(tm.position[t] for t in group)
-    high = max(tm.position[t] for t in group)
-    below: set[int] = set()
-    for t in group:
-        below |= _reach(t, p.children, lambda c: tm.position[c] <= high)
-    above: set[int] = set()
-    for t in group:
-        above |= _reach(t, p.parents, lambda c: tm.position[c] >= low)
+    position = tm.position
+    low = min(position[t] for t in group)
+    high = max(position[t] for t in group)
+    below = _reach(group, p.children, position, low, high)
+    above = _reach(group, p.parents, position, low, high)
     budget.spend(len(below) + len(above))
     return group | (below & above)
 
 
-def _reach(start: int, edges: Mapping[int, set[int]], allowed: Callable[[int], bool]) -> set[int]:
-    seen = {start}
-    stack = [start]
+def _reach(
+    starts: set[int],
+    edges: Mapping[int, set[int]],
+    position: Mapping[int, int],
+    low: int,
+    high: int,
+) -> set[int]:
+    """Tasks reachable from ``starts`` along ``edges`` without leaving the
+    positions ``low``..``high`` of a topological order (a path between two
+    tasks never does)."""
+    seen = set(starts)
+    stack = list(starts)
     while stack:
         for n in edges[stack.pop()]:
-            if n not in seen and allowed(n):
+            if n not in seen and low <= position[n] <= high:
                 seen.add(n)
                 stack.append(n)
     return seen
@@ -743,10 +805,11 @@ def _time_step(p: _Partition, tm: _Times, budget: _Budget) -> bool:
         # A move's path through it bounds its critical path from below.
         if (best is not None and through >= best[0]) or budget.left <= 0:
             break
+        if isinstance(move, set) and not p.can_share([a for t in move for a in p.members[t]]):
+            continue
         q = p.copy()
+        budget.spend(len(p.members) + p.atoms.count)  # the copy
         if isinstance(move, set):
-            if not p.can_share([a for t in move for a in p.members[t]]):
-                continue
             q.merge(move)
         else:
             q.split(*move)
@@ -757,7 +820,7 @@ def _time_step(p: _Partition, tm: _Times, budget: _Budget) -> bool:
         return False
     chosen = best[2]
     p.members, p.owner, p.next_id = chosen.members, chosen.owner, chosen.next_id
-    p.length = chosen.length
+    p.length, p.bill = chosen.length, chosen.bill
     p.parents, p.children = chosen.parents, chosen.children
     return True
 
@@ -798,6 +861,295 @@ def _billing_pass(p: _Partition, tm: _Times, budget: _Budget) -> bool:
     return merged
 
 
+# --- fusing within a layout (durations known, structured mode) ---------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    """A subtree of a layout: what it costs and what fusing it into one task needs."""
+
+    layout: Layout  # leaves: keys of ``_Fuser.groups``
+    value: float  # makespan, start-ups included
+    work: float  # its nodes' seconds, without start-ups
+    billed: float  # its jobs' weighted job-seconds
+    vcpu: float
+    memory: int
+    classes: frozenset[Hashable]
+    parts: tuple[_Block, ...] = ()  # none: one task
+
+
+class _Fuser:
+    """Fusions a given layout allows, chosen by the makespan and then the bill.
+
+    Replacing a subtree of an SP layout, or consecutive parts of one of its
+    ``Series``, by one task that runs all their nodes keeps the layout valid
+    for the fused tasks: whatever precedes (follows) one of those tasks in the
+    layout precedes (follows) all of them, because it sits outside the
+    subtree or segment. So such fusions never need a new layout nor can they
+    close a cycle, and the run time of each choice is known exactly; the
+    deployed machine's time is then what :func:`_refine` minimises, not the
+    critical path of the task graph.
+
+    :meth:`shortest` is a dynamic programme over the layout, bottom-up: a
+    ``Series`` is cut into consecutive segments, each run as it is or fused
+    (one start-up, then every node of the segment), whichever sums to the
+    least time, then the smallest bill; a subtree is fused whole where that
+    is faster. No fusion raises the bill (a ``large`` node fused with small
+    ones bills them at its size), so neither does refining. :meth:`trimmed`
+    then spends the slack the result leaves (every branch of a ``Parallel``
+    but the longest, and the longest within its own series) on fusions that
+    lower the bill without lengthening the run: neighbours of a series, and
+    side branches a ``Parallel`` waits for anyway, packed into as few jobs as
+    fit beside the longest.
+    """
+
+    def __init__(self, atoms: _Atoms, budget: _Budget) -> None:
+        self.atoms = atoms
+        self.start = atoms.model.job_start
+        self.budget = budget
+        self.groups: dict[str, list[int]] = {}
+
+    # -- blocks ----------------------------------------------------------------
+
+    def task(self, members: list[int]) -> _Block:
+        atoms = self.atoms
+        key = str(len(self.groups))
+        self.groups[key] = members
+        work = sum(atoms.seconds[a] for a in members)
+        vcpu = max(atoms.vcpu[a] for a in members)
+        memory = max(atoms.memory[a] for a in members)
+        value = self.start + work
+        classes = frozenset(atoms.job_class[a] for a in members)
+        return _Block(
+            Leaf(key), value, work, value * atoms.weigh(vcpu, memory), vcpu, memory, classes
+        )
+
+    def combine(self, parts: Sequence[_Block], series: bool) -> _Block:
+        if len(parts) == 1:
+            return parts[0]
+        layouts = tuple(b.layout for b in parts)
+        return _Block(
+            Series(layouts) if series else Parallel(layouts),
+            sum(b.value for b in parts) if series else max(b.value for b in parts),
+            sum(b.work for b in parts),
+            sum(b.billed for b in parts),
+            max(b.vcpu for b in parts),
+            max(b.memory for b in parts),
+            frozenset().union(*(b.classes for b in parts)),
+            tuple(parts),
+        )
+
+    def fused_bill(self, work: float, vcpu: float, memory: int) -> float:
+        return (self.start + work) * self.atoms.weigh(vcpu, memory)
+
+    def members(self, parts: Sequence[_Block]) -> list[int]:
+        """The atoms of ``parts``, sorted."""
+        members: list[int] = []
+        stack = list(parts)
+        while stack:
+            block = stack.pop()
+            if block.parts:
+                stack.extend(block.parts)
+            else:
+                assert isinstance(block.layout, Leaf)
+                members += self.groups[block.layout.task]
+        self.budget.spend(len(members))
+        return sorted(members)
+
+    def fuse(self, parts: Sequence[_Block]) -> _Block | None:
+        """One task running every node of ``parts``, if the overrides limit allows
+        (the caller checked the job classes)."""
+        members = self.members(parts)
+        if not self.atoms.model.fits(self.atoms.node_names(members)):
+            return None
+        return self.task(members)
+
+    # -- the fastest fusions ------------------------------------------------------
+
+    def shortest(self, layout: Layout, groups: Mapping[str, list[int]]) -> _Block:
+        return fold(
+            layout,
+            lambda leaf: self.task(list(groups[leaf.task])),
+            self._series,
+            lambda branches: self._whole(self.combine(branches, series=False)),
+        )
+
+    def _whole(self, block: _Block) -> _Block:
+        """``block``, or one task running all of it where that is faster and
+        bills no more."""
+        if (
+            len(block.parts) > 1
+            and len(block.classes) == 1
+            and self.start + block.work < block.value - _EPS * max(1.0, block.value)
+            and self.fused_bill(block.work, block.vcpu, block.memory) <= block.billed + _EPS
+        ):
+            return self.fuse(block.parts) or block
+        return block
+
+    def _series(self, parts: list[_Block]) -> _Block:
+        """The best cut of a series into segments, each fused or left alone
+        (segments of at most ``_SEGMENT`` parts)."""
+        count = len(parts)
+        self.budget.spend(count * min(count, _SEGMENT))
+        best: list[tuple[float, float]] = [(0.0, 0.0)]  # value, bill of parts[:j]
+        chosen: list[tuple[int, _Block | None]] = [(0, None)]  # segment parts[i:j], fused
+        for j in range(1, count + 1):
+            last = parts[j - 1]
+            choice = (best[j - 1][0] + last.value, best[j - 1][1] + last.billed)
+            pick: tuple[int, _Block | None] = (j - 1, None)
+            work, vcpu, memory, classes = last.work, last.vcpu, last.memory, last.classes
+            billed = last.billed
+            for i in range(j - 2, max(-1, j - 1 - _SEGMENT), -1):
+                part = parts[i]
+                work += part.work
+                vcpu, memory = max(vcpu, part.vcpu), max(memory, part.memory)
+                classes = classes | part.classes
+                if len(classes) > 1:
+                    break  # a longer segment mixes job classes too
+                billed += part.billed
+                bill = self.fused_bill(work, vcpu, memory)
+                option = (best[i][0] + self.start + work, best[i][1] + bill)
+                if bill > billed + _EPS or not _ahead(option, choice):
+                    continue  # never a fusion that raises the bill
+                fused = self.fuse(parts[i:j])
+                if fused is None:
+                    break  # a longer segment's command is longer still
+                choice, pick = option, (i, fused)
+            best.append(choice)
+            chosen.append(pick)
+        out: list[_Block] = []
+        j = count
+        while j > 0:
+            i, fused = chosen[j]
+            out.append(fused if fused is not None else parts[i])
+            j = i
+        out.reverse()
+        return self._whole(self.combine(out, series=True))
+
+    # -- the cheapest within the time ---------------------------------------------
+
+    def trimmed(self, root: _Block) -> _Block:
+        """``root`` with fusions that lower the bill and keep its makespan.
+
+        Each subtree may take as long as its place in the layout allows; a
+        coroutine per subtree (on an explicit stack: layouts nest thousands
+        deep) asks for its parts in turn, so a series hands the slack its
+        first parts leave to the next."""
+        stack = [self._trim(root, root.value)]
+        result: _Block | None = None
+        while stack:
+            try:
+                block, allowed = stack[-1].send(result)
+            except StopIteration as done:
+                stack.pop()
+                result = done.value
+            else:
+                stack.append(self._trim(block, allowed))
+                result = None
+        assert result is not None
+        return result
+
+    def _trim(
+        self, block: _Block, allowed: float
+    ) -> Generator[tuple[_Block, float], _Block, _Block]:
+        if not block.parts:
+            return block
+        if isinstance(block.layout, Parallel):
+            branches = []
+            for packed in self._packed(block.parts, allowed):
+                if packed.parts:  # one branch: trimmed within itself
+                    packed = yield packed, allowed
+                branches.append(packed)
+            return self.combine(branches, series=False)
+        slack = allowed - block.value
+        parts = block.parts
+        out: list[_Block] = []
+        i = 0
+        while i < len(parts):
+            found = self._cheaper_segment(parts, i, slack)
+            if found is not None:
+                fused, j = found
+                slack -= fused.value - sum(p.value for p in parts[i:j])
+                out.append(fused)
+                i = j
+                continue
+            trimmed = yield parts[i], parts[i].value + slack
+            slack -= trimmed.value - parts[i].value
+            out.append(trimmed)
+            i += 1
+        return self.combine(out, series=True)
+
+    def _cheaper_segment(
+        self, parts: Sequence[_Block], i: int, slack: float
+    ) -> tuple[_Block, int] | None:
+        """The longest segment from ``parts[i]`` that bills less as one task and
+        fits in ``slack``: the fused task and where the segment ends."""
+        ends: list[int] = []
+        work = value = billed = 0.0
+        vcpu, memory, classes = parts[i].vcpu, parts[i].memory, parts[i].classes
+        for j in range(i, min(len(parts), i + _SEGMENT)):
+            part = parts[j]
+            work, value, billed = work + part.work, value + part.value, billed + part.billed
+            vcpu, memory = max(vcpu, part.vcpu), max(memory, part.memory)
+            classes = classes | part.classes
+            if len(classes) > 1:
+                break
+            if (
+                j > i
+                and self.start + work - value <= slack + _EPS * max(1.0, value)
+                and self.fused_bill(work, vcpu, memory) < billed - _EPS
+            ):
+                ends.append(j + 1)
+        self.budget.spend(min(len(parts) - i, _SEGMENT))
+        for j in reversed(ends):  # a segment that fails the limit fails longer
+            fused = self.fuse(parts[i:j])
+            if fused is not None:
+                return fused, j
+        return None
+
+    def _packed(self, branches: Sequence[_Block], allowed: float) -> list[_Block]:
+        """Branches of a ``Parallel`` packed first-fit, largest work first, into
+        jobs that bill less and end within ``allowed``: a fused task per job of
+        several branches, the branch itself otherwise; in branch order."""
+        order = sorted(range(len(branches)), key=lambda b: (-branches[b].work, b))
+        bins: list[tuple[list[int], _Block]] = []  # branch indices, their job
+        for b in order:
+            branch = branches[b]
+            for k, (packed, job) in enumerate(bins):
+                self.budget.spend(1)
+                work = job.work + branch.work
+                if (
+                    job.classes == branch.classes
+                    and len(job.classes) == 1
+                    and self.start + work <= allowed + _EPS * max(1.0, allowed)
+                    and self.fused_bill(
+                        work, max(job.vcpu, branch.vcpu), max(job.memory, branch.memory)
+                    )
+                    < job.billed + branch.billed - _EPS
+                ):
+                    fused = self.fuse([job, branch])
+                    if fused is not None:
+                        bins[k] = ([*packed, b], fused)
+                        break
+            else:
+                bins.append(([b], branch))
+        return [job for _, job in sorted(bins, key=lambda kv: min(kv[0]))]
+
+    def result(self, root: _Block) -> tuple[list[list[int]], Layout]:
+        """The groups and layout of ``root`` (leaves: group indices as strings)."""
+        layout = normalise(root.layout)
+        keys = _leaves(layout)
+        return [self.groups[k] for k in keys], _rename(
+            layout, {k: str(i) for i, k in enumerate(keys)}
+        )
+
+
+def _ahead(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Whether (run time, bill) ``a`` beats ``b``: faster, or as fast and cheaper."""
+    tie = abs(a[0] - b[0]) <= _EPS * max(1.0, b[0])
+    return (not tie and a[0] < b[0]) or (tie and a[1] < b[1] - _EPS)
+
+
 # --- choosing and naming ------------------------------------------------------------
 
 
@@ -819,9 +1171,11 @@ def _evaluate(
     graph: PipelineGraph,
     groups: Sequence[Sequence[int]],
     layout: Layout | None = None,
+    budget: _Budget | None = None,
 ) -> _Candidate:
     """The model's figures for these groups; ``layout`` (leaves: group indices
-    as strings) is used as given, else the structured layout is searched."""
+    as strings) is used as given, else the structured layout is searched (and
+    its work charged to ``budget``)."""
     model = atoms.model
     tasks = _task_graph(atoms, graph, groups)
     by_first = {atoms.node_names(g)[0]: (i, g) for i, g in enumerate(groups)}
@@ -831,6 +1185,8 @@ def _evaluate(
     billed = sum(
         seconds[t.name] * probe.weight(g) for t, g in zip(tasks.tasks, ordered, strict=True)
     )
+    if budget is not None:
+        budget.spend(2 * atoms.count + 2 * len(tasks.tasks))
     if model.mode == "exact":
         run = critical_path(tasks.names, tasks.parents, seconds)
         chosen: Layout | None = None
@@ -838,7 +1194,9 @@ def _evaluate(
         if layout is not None:
             chosen = _rename(layout, {str(by_first[t.nodes[0]][0]): t.name for t in tasks.tasks})
         else:
-            chosen = structure_layout(tasks.names, tasks.parents, seconds)
+            chosen, work = structure_with_work(tasks.names, tasks.parents, seconds)
+            if budget is not None:
+                budget.spend(work)
         run = makespan(chosen, seconds)
     return _Candidate(ordered, tasks, seconds, chosen, Figures(run, billed, len(groups)))
 
@@ -859,16 +1217,17 @@ def group(
     """
     units = _Atoms(graph, atoms, model)
     singles = [[a] for a in range(units.count)]
-    none = _evaluate(units, graph, singles)
+    budget = _Budget(budget_seconds * _UNITS_PER_SECOND)
+    none = _evaluate(units, graph, singles, budget=budget)
     if strategy == "none":
         chosen = none
     elif strategy == "namespace":
-        chosen = _evaluate(units, graph, _namespace_groups(units, graph))
+        chosen = _evaluate(units, graph, _namespace_groups(units, graph), budget=budget)
     elif not model.durations_known:
         groups, fused = safe_fusion(units, _by_atom(none))
-        chosen = _evaluate(units, graph, groups, layout=fused)
+        chosen = _evaluate(units, graph, groups, layout=fused, budget=budget)
     else:
-        chosen = _auto(units, graph, none, budget_seconds)
+        chosen = _auto(units, graph, none, budget)
     return Grouping(
         strategy=strategy,
         tasks=chosen.tasks,
@@ -878,6 +1237,7 @@ def group(
         one_per_node=none.figures,
         job_start=model.job_start,
         durations_known=model.durations_known,
+        work=budget.spent,
     )
 
 
@@ -889,29 +1249,48 @@ def _by_atom(none: _Candidate) -> Layout | None:
     return _rename(none.layout, names)
 
 
-def _tightened(atoms: _Atoms, graph: PipelineGraph, candidate: _Candidate) -> _Candidate:
-    """``candidate`` with the consecutive leaves of its layout's series merged
-    wherever that does not raise the bill: the run only gets shorter
-    (:func:`safe_fusion`'s argument holds for any layout)."""
-    if candidate.layout is None:
-        return candidate
-    probe = _Partition(atoms, candidate.groups)
-
-    def cheaper(a: list[int], b: list[int]) -> bool:
-        both = [*a, *b]
-        billed = probe.seconds(a) * probe.weight(a) + probe.seconds(b) * probe.weight(b)
-        return probe.seconds(both) * probe.weight(both) <= billed + _EPS and probe.can_share(both)
-
-    index = {t.name: str(i) for i, t in enumerate(candidate.tasks.tasks)}
-    groups, layout = _fuse_series(candidate.groups, _rename(candidate.layout, index), cheaper)
-    if len(groups) == len(candidate.groups):
-        return candidate
-    return _evaluate(atoms, graph, groups, layout=layout)
-
-
-def _auto(
-    atoms: _Atoms, graph: PipelineGraph, none: _Candidate, budget_seconds: float
+def _refine(
+    atoms: _Atoms, graph: PipelineGraph, candidate: _Candidate, budget: _Budget
 ) -> _Candidate:
+    """``candidate`` improved on its own layout: the fastest fusions the layout
+    allows (:class:`_Fuser`), then a new layout of the fused tasks (less work
+    than before, often less added precedence), and again while that helps;
+    last, the fusions that only lower the bill."""
+    best = candidate
+    while best.layout is not None and budget.left > 0:
+        fused = _fused(atoms, graph, best, budget, trim=False)
+        if fused is None or budget.left <= 0:
+            break
+        relaid = _evaluate(atoms, graph, fused.groups, budget=budget)
+        if _better(fused, relaid) is fused:
+            best = _better(best, fused)  # the fusions are all this layout allows
+            break
+        best = relaid
+    return _fused(atoms, graph, best, budget, trim=True) or best
+
+
+def _fused(
+    atoms: _Atoms, graph: PipelineGraph, candidate: _Candidate, budget: _Budget, *, trim: bool
+) -> _Candidate | None:
+    """``candidate`` with the fusions its layout allows (:class:`_Fuser`): the
+    fastest, and with ``trim`` those that lower the bill within the run's
+    time; None if there are none."""
+    if candidate.layout is None:
+        return None
+    fuser = _Fuser(atoms, budget)
+    index = {t.name: str(i) for i, t in enumerate(candidate.tasks.tasks)}
+    root = fuser.shortest(
+        _rename(candidate.layout, index), dict(zip(index.values(), candidate.groups, strict=True))
+    )
+    if trim:
+        root = fuser.trimmed(root)
+    groups, layout = fuser.result(root)
+    if len(groups) == len(candidate.groups):
+        return None
+    return _evaluate(atoms, graph, groups, layout=layout, budget=budget)
+
+
+def _auto(atoms: _Atoms, graph: PipelineGraph, none: _Candidate, budget: _Budget) -> _Candidate:
     """The best of the simple strategies and of the search from each of them.
 
     Laying a candidate out is the expensive step, so candidates are laid out
@@ -920,9 +1299,12 @@ def _auto(
     the search's results are laid out, but every simple strategy that can
     still win is, so ``auto`` is never slower than any of them. The safe
     fusions need no search: their layout is one task per node's, contracted.
+    Each candidate laid out is then refined on its own layout
+    (:func:`_refine`), where the run's time is what the machine will take.
     """
     safe_groups, safe_layout = safe_fusion(atoms, _by_atom(none))
     best = _better(none, _evaluate(atoms, graph, safe_groups, layout=safe_layout))
+    best = _better(best, _refine(atoms, graph, none, budget))
     simple = [
         [[a] for a in range(atoms.count)],
         safe_groups,
@@ -931,12 +1313,14 @@ def _auto(
         _one_job(atoms),
     ]
     seeds = [_Partition(atoms, g) for g in simple]
-    found = search(seeds, _Budget(budget_seconds * _UNITS_PER_SECOND))
+    share = budget.part(_SEARCH_SHARE)
+    found = search(seeds[:2], share)
+    budget.spend(share.spent)
     done = {seeds[0].key(), seeds[1].key()}  # evaluated above
     limit = none.figures.billed_job_seconds * (1 + 1e-9)
     pools = [(True, seeds[2:]), (False, found)]
     ranked = sorted(
-        (_times(p).length, is_simple, i, p)
+        (_times(p, budget).length, is_simple, i, p)
         for is_simple, pool in pools
         for i, p in enumerate(pool)
         if p.billed() <= limit
@@ -945,12 +1329,13 @@ def _auto(
     for length, is_simple, _, p in ranked:
         if length > best.figures.seconds * (1 + 1e-9) + _EPS:
             break
-        if p.key() in done or (not is_simple and laid_out >= _LAID_OUT):
+        if p.key() in done or (not is_simple and (laid_out >= _LAID_OUT or budget.left <= 0)):
             continue
         done.add(p.key())
         laid_out += not is_simple
         groups = [p.members[t] for t in sorted(p.members, key=lambda t: p.members[t][0])]
-        best = _better(best, _tightened(atoms, graph, _evaluate(atoms, graph, groups)))
+        laid = _evaluate(atoms, graph, groups, budget=budget)
+        best = _better(best, _refine(atoms, graph, laid, budget))
     return best
 
 
