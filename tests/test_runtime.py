@@ -469,6 +469,26 @@ def test_plan_stages_custom_types_and_folders_of_them():
     assert plan.config["out"]["path"] == "s3://b/runs/r1/data/05_out/parts"
 
 
+def test_plan_reads_a_staged_incremental_dataset_without_partitions_as_empty():
+    inner = {"type": "my_project.datasets.ImageDataset"}
+    conf = {
+        **CONF,
+        "raw": {
+            "type": "kedro_datasets.partitions.IncrementalDataset",
+            "path": "data/01_raw/inbox",
+            "dataset": inner,
+        },
+        "lag_features": {
+            "type": "partitions.PartitionedDataset",
+            "path": "data/04_feature/lag",
+            "dataset": inner,
+        },
+    }
+    staged = _staged(plan_catalog(conf, PIPELINE, {"n1", "n2"}, RUN, scratch=SCRATCH))
+    assert staged["raw"].empty_when_missing  # its inbox may not have a partition yet
+    assert not staged["lag_features"].empty_when_missing  # no partition is an error
+
+
 def test_plan_in_error_mode_stages_nothing():
     run = RunSettings(run_id="r1", version=VERSION, bucket="b", intermediates="error")
     assert _plan({"n1", "n2", "n5", "n4"}, run).staged == ()

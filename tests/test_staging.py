@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from kedro_batch_runtime.staging import Staged, StagingError, download, upload
+from kedro_batch_runtime.staging import (
+    Staged,
+    StagingError,
+    download,
+    snapshot,
+    upload,
+    write_back,
+)
 
 from tests.batch_tasks import S3Endpoint, moto_s3
 
@@ -85,3 +92,33 @@ def test_a_save_that_wrote_nothing_uploads_nothing(s3, tmp_path):
     empty = Staged("parts", str(tmp_path / "none"), f"s3://{BUCKET}/runs/r2/parts")
     assert upload(empty).files == 0
     assert s3.keys(BUCKET, "runs/r2/") == []
+
+
+def test_write_back_puts_only_what_the_task_changed_and_keeps_new_partitions(s3, tmp_path):
+    for name in ("a.png", "b.png"):
+        _put(s3, f"inbox/{name}", name.encode())
+    staged = Staged("inbox", str(tmp_path / "inbox"), f"s3://{BUCKET}/inbox")
+    download(staged)
+    fetched = snapshot(staged.local)
+    assert write_back(staged, fetched).files == 0  # nothing changed: nothing sent
+    _put(s3, "inbox/c.png", b"arrived while the task ran")
+    (tmp_path / "inbox" / "CHECKPOINT").write_text("b")  # what confirm() writes
+    copied = write_back(staged, fetched)
+    assert (copied.files, copied.bytes) == (1, 1)
+    assert s3.keys(BUCKET, "inbox/") == [
+        "inbox/CHECKPOINT",
+        "inbox/a.png",
+        "inbox/b.png",
+        "inbox/c.png",
+    ]
+    assert s3.client().get_object(Bucket=BUCKET, Key="inbox/c.png")["Body"].read() == (
+        b"arrived while the task ran"
+    )
+
+
+def test_an_incremental_dataset_without_partitions_yet_is_an_empty_folder(s3, tmp_path):
+    inbox = Staged(
+        "inbox", str(tmp_path / "inbox"), f"s3://{BUCKET}/empty/inbox", empty_when_missing=True
+    )
+    assert download(inbox).files == 0
+    assert (tmp_path / "inbox").is_dir() and _files(tmp_path / "inbox") == []

@@ -77,7 +77,8 @@ DIRECT_TYPES = frozenset(
     }
 )
 # Folder datasets: a prefix of partitions, each saved by an inner dataset.
-FOLDER_TYPES = frozenset({"partitions.PartitionedDataset", "partitions.IncrementalDataset"})
+INCREMENTAL_TYPE = "partitions.IncrementalDataset"
+FOLDER_TYPES = frozenset({"partitions.PartitionedDataset", INCREMENTAL_TYPE})
 SPARK_FAMILY = "spark"
 _PACKAGE = "kedro_datasets"
 

@@ -25,7 +25,13 @@ from typing import Any
 
 from kedro.io import DataCatalog
 
-from kedro_batch_runtime.access import Access, decide, partition_type
+from kedro_batch_runtime.access import (
+    INCREMENTAL_TYPE,
+    Access,
+    canonical_type,
+    decide,
+    partition_type,
+)
 from kedro_batch_runtime.boundaries import (
     NodeLike,
     Storage,
@@ -144,7 +150,15 @@ def plan_catalog(
         if layout is not None and staging:
             local = f"{scratch.rstrip('/')}/{layout.key(target)}"
             entries[name] = {**entries[name], key: local}
-            staged.append(Staged(name, local, target, latest_version=versioned and not produced))
+            staged.append(
+                Staged(
+                    name,
+                    local,
+                    target,
+                    latest_version=versioned and not produced,
+                    empty_when_missing=canonical_type(str(config.get("type"))) == INCREMENTAL_TYPE,
+                )
+            )
         if target != path:
             moves.append(Move(name, path, target))
     needed = {name: names for name, names in needs.items() if names}

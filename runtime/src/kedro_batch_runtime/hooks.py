@@ -50,7 +50,8 @@ class _Task:
 class KedroBatchHooks:
     """Moves the task's data and gives it its credentials (``after_context_created``),
     stages what cannot use ``s3://`` itself through a scratch folder (download
-    before the first load, upload after each save), and times its nodes (a
+    before the first load, upload after each save, and what ``confirm`` wrote
+    into a staged input back when the task succeeds), and times its nodes (a
     :mod:`~kedro_batch_runtime.records` line as each starts and ends)."""
 
     def __init__(self) -> None:
@@ -59,6 +60,8 @@ class KedroBatchHooks:
         self._saved: dict[str, set[str]] = {}
         self._staged: dict[str, staging.Staged] = {}
         self._fresh: set[str] = set()  # scratch paths that hold this run's data
+        self._downloaded: dict[str, staging.Snapshot] = {}  # staged inputs as fetched
+        self._confirmed: set[str] = set()  # staged datasets this task's nodes confirm
 
     def activate(
         self,
@@ -81,6 +84,8 @@ class KedroBatchHooks:
         self._saved.clear()
         self._staged.clear()
         self._fresh.clear()
+        self._downloaded.clear()
+        self._confirmed.clear()
 
     # tryfirst: the shared MLflow run must be active before kedro-mlflow's
     # own after_context_created looks for one (pluggy otherwise calls the
@@ -108,6 +113,13 @@ class KedroBatchHooks:
         )
         loader["catalog"] = plan.config
         self._staged = {s.dataset: s for s in plan.staged}
+        self._confirmed = {
+            name
+            for node in pipelines[run.pipeline].nodes
+            if node.name in self._task.nodes
+            for name in node.confirms
+            if name in self._staged
+        }
         for move in plan.moves:
             staged = self._staged.get(move.dataset)
             via = f" (staged through {staged.local})" if staged else ""
@@ -126,18 +138,16 @@ class KedroBatchHooks:
     @hook_impl
     def before_dataset_loaded(self, dataset_name: str, node: Any) -> None:
         self._start(node)
-        staged = self._staged.get(dataset_name)
-        if staged is not None and staged.local not in self._fresh:
-            copied = staging.download(staged)
-            self._fresh.add(staged.local)
-            logger.info(
-                "dataset %s: downloaded %d file(s), %d bytes, from %s",
-                dataset_name, copied.files, copied.bytes, copied.source,
-            )  # fmt: skip
+        self._fetch(dataset_name)
 
     @hook_impl
     def before_node_run(self, node: Any) -> None:
         self._start(node)
+        # confirm() reads the dataset's own files (an IncrementalDataset lists
+        # its partitions to checkpoint the last): they must be on this disk
+        # even where the node does not load it.
+        for name in node.confirms:
+            self._fetch(name)
 
     @hook_impl
     def after_node_run(self, node: Any) -> None:
@@ -160,6 +170,18 @@ class KedroBatchHooks:
             if saved >= set(node.outputs):
                 self._finish(node)
 
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        # Only a task that succeeded: a failed one runs again whole (Batch's
+        # retries, a redrive) and must read the same partitions again.
+        for name in sorted(self._confirmed & self._downloaded.keys()):
+            staged = self._staged[name]
+            copied = staging.write_back(staged, self._downloaded[name])
+            logger.info(
+                "dataset %s: confirmed, wrote back %d file(s), %d bytes, to %s",
+                name, copied.files, copied.bytes, staged.remote,
+            )  # fmt: skip
+
     def running(self) -> tuple[str, float] | None:
         """The node that started and has not finished, and its seconds so far."""
         name = next(iter(self._started), None)
@@ -172,6 +194,17 @@ class KedroBatchHooks:
             self._saved.pop(node, None)
             error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:1000]
             records.write(sys.stderr, "node-end", node=node, status="FAILED", error=error)
+
+    def _fetch(self, dataset_name: str) -> None:
+        staged = self._staged.get(dataset_name)
+        if staged is not None and staged.local not in self._fresh:
+            copied = staging.download(staged)
+            self._fresh.add(staged.local)
+            self._downloaded[dataset_name] = staging.snapshot(staged.local)
+            logger.info(
+                "dataset %s: downloaded %d file(s), %d bytes, from %s",
+                dataset_name, copied.files, copied.bytes, copied.source,
+            )  # fmt: skip
 
     def _start(self, node: Any) -> None:
         if self._task is not None and node.name not in self._started:
