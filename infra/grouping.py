@@ -23,9 +23,11 @@ Strategies
     depend on each other they are merged, like ``intermediates: group``.
     ``auto``: without measured durations, only the fusions of
     :func:`safe_fusion`, which never lengthen a run whatever the durations;
-    with them, a deterministic search (:func:`search`) that starts from every
-    simple strategy and keeps the best, so it is never slower than any of
-    them and never bills more than one task per node.
+    with them, a deterministic search (:func:`search`) from one task per node
+    and from the safe fusions, whose results and the other simple strategies
+    are refined on the layout they deploy as (:func:`_refine`); the best is
+    kept, so it is never slower than any simple strategy and never bills
+    more than one task per node.
 
 Constraints every strategy honours: tasks stay acyclic; atoms are never
 split; nodes of different job classes (a GPU node and CPU nodes, different
