@@ -213,7 +213,8 @@ def moto_server() -> Iterator[str]:
     server handles requests on concurrent threads over the same unlocked
     backends, so requests are serialised, as ``patched_moto`` serialises
     in-process calls. ``MOTO_SIMPLE_BATCH_FAIL_AFTER`` is read when a job
-    runs, so a test may set it around one execution. Stopped on every exit.
+    runs, so a test may set it around one execution. Each server starts with
+    empty backends. Stopped on every exit.
     """
     import logging
     import os
@@ -239,6 +240,9 @@ def moto_server() -> Iterator[str]:
             host, port = server.get_host_and_port()
             os.environ["MOTO_PORT"] = str(port)
             url = f"http://{host}:{port}"
+            # moto's backends are per process: start empty, as a new account,
+            # whatever an earlier module in this test worker left there.
+            requests.post(f"{url}/moto-api/reset", timeout=10).raise_for_status()
             requests.post(f"{url}/moto-api/config", json=MOTO_CONFIG, timeout=10).raise_for_status()
             yield url
         finally:

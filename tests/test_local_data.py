@@ -82,7 +82,8 @@ def test_synth_lists_staged_datasets_with_the_reason_and_adds_java_for_spark(tmp
     assert custom.returncode == 0, custom.stderr
     not_s3 = "custom_files.datasets.LocalImageDataset: not known to open s3:// paths"
     assert (
-        "  staged through the task's disk (3):\n"
+        "  staged through the task's disk (4):\n"
+        f"    inbox: partitions.IncrementalDataset of {not_s3}\n"
         f"    seed: {not_s3}\n"
         f"    thumbnail: {not_s3}\n"
         f"    tiles: partitions.PartitionedDataset of {not_s3}\n"
