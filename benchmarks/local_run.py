@@ -3,8 +3,10 @@
     python benchmarks/local_run.py [--stack dev] [--repeat 3] [--max-parallel N]
         [--project-dir DIR] [-c KEY=VALUE]...
 
-``kedro run`` executes every node in one process; ``local-run`` executes the
-deployed state machine: a fresh process and project copy per task, data
+``kedro run`` executes every node in one process, in the project's
+image-like environment (the one local-run's tasks use, :mod:`infra.task_env`);
+``local-run`` executes the deployed state machine: a fresh process and
+project copy per task, data
 through an embedded S3. The difference divided by the number of tasks is the
 per-task overhead a deployment adds (before Batch's own scheduling and
 container start-up, which this machine cannot measure).
@@ -29,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 
 from infra.local_run import Options, local_run  # noqa: E402
+from infra.task_env import environ, task_env  # noqa: E402
 
 ENV = {**os.environ, "DO_NOT_TRACK": "1", "KEDRO_DISABLE_TELEMETRY": "true"}
 
@@ -37,11 +40,12 @@ def kedro_run(project: Path, env_name: str | None) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "project"
         shutil.copytree(project, copy)
-        command = [str(Path(sys.executable).parent / "kedro"), "run"]
+        python = task_env(project)
+        command = [str(python.bin / "kedro"), "run"]
         if env_name:
             command += ["--env", env_name]
         started = time.perf_counter()
-        subprocess.run(command, cwd=copy, env=ENV, check=True, capture_output=True)
+        subprocess.run(command, cwd=copy, env=environ(python, ENV), check=True, capture_output=True)
         return time.perf_counter() - started
 
 
