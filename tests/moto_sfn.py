@@ -173,8 +173,15 @@ def batch_environment(batch: Any, iam: Any, ec2: Any) -> tuple[str, str]:
         priority=1,
         computeEnvironmentOrder=[{"order": 1, "computeEnvironment": ce["computeEnvironmentArn"]}],
     )
-    jobdef = batch.register_job_definition(
-        jobDefinitionName="kedro",
+    jobdef = job_definition(batch, "kedro", executionRoleArn=role)
+    return queue["jobQueueArn"], jobdef
+
+
+def job_definition(batch: Any, name: str, **container: Any) -> str:
+    """A Fargate job definition of a kedro-batch task in moto (``container``:
+    more container properties); returns its ARN."""
+    return batch.register_job_definition(
+        jobDefinitionName=name,
         type="container",
         platformCapabilities=["FARGATE"],
         containerProperties={
@@ -184,10 +191,9 @@ def batch_environment(batch: Any, iam: Any, ec2: Any) -> tuple[str, str]:
                 {"type": "VCPU", "value": "1"},
                 {"type": "MEMORY", "value": "2048"},
             ],
-            "executionRoleArn": role,
+            **container,
         },
-    )
-    return queue["jobQueueArn"], jobdef["jobDefinitionArn"]
+    )["jobDefinitionArn"]
 
 
 def wait(sfn: Any, execution_arn: str, timeout: float = 240.0) -> dict[str, Any]:

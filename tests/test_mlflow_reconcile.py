@@ -87,22 +87,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         queue, untracked = moto_sfn.batch_environment(
             batch, boto3.client("iam", **kw), boto3.client("ec2", **kw)
         )
-        tracked = batch.register_job_definition(
-            jobDefinitionName="kedro-tracked",
-            type="container",
-            containerProperties={
-                "image": "example@sha256:0",
-                "command": ["kedro-batch-task", "--help"],
-                "resourceRequirements": [
-                    {"type": "VCPU", "value": "1"},
-                    {"type": "MEMORY", "value": "2048"},
-                ],
-                "environment": [
-                    {"name": "KEDRO_BATCH_BUCKET", "value": BUCKET},
-                    {"name": "KEDRO_BATCH_MLFLOW_TRACKING_URI", "value": uri},
-                ],
-            },
-        )["jobDefinitionArn"]
+        tracked = moto_sfn.job_definition(
+            batch,
+            "kedro-tracked",
+            environment=[
+                {"name": "KEDRO_BATCH_BUCKET", "value": BUCKET},
+                {"name": "KEDRO_BATCH_MLFLOW_TRACKING_URI", "value": uri},
+            ],
+        )
         s3.create_bucket(
             Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": moto_sfn.REGION}
         )
