@@ -48,6 +48,7 @@ from typing import Any, Literal, TypeVar
 from infra.datasets import memory_groups
 from infra.graph import PipelineGraph, TaskGraph, group_tasks
 from infra.layout import (
+    UNITS_PER_SECOND,
     Layout,
     Leaf,
     Parallel,
@@ -63,9 +64,6 @@ Strategy = Literal["auto", "namespace", "none"]
 N = TypeVar("N", bound=Hashable)
 GROUPINGS: tuple[Strategy, ...] = ("auto", "namespace", "none")
 
-# Work units one second of planning buys in CPython (like infra.layout's budget):
-# one unit is one task or edge visited.
-_UNITS_PER_SECOND = 2_000_000
 # Seconds below which two run times count as equal (sums in another order).
 _EPS = 1e-6
 # How far apart two tasks of a critical path may be for a merge of everything
@@ -129,7 +127,7 @@ class Grouping:
     one_per_node: Figures  # the ``none`` strategy's figures, for comparison
     job_start: float
     durations_known: bool
-    # Planning work spent, in units of ``budget_seconds`` (``_UNITS_PER_SECOND``
+    # Planning work spent, in units of ``budget_seconds`` (``UNITS_PER_SECOND``
     # a second): what the budget bounds, the same on any machine.
     work: float = 0.0
 
@@ -306,7 +304,7 @@ class _Times:
 
 
 class _Budget:
-    """Work allowed and spent, in units (``_UNITS_PER_SECOND`` buy about a second)."""
+    """Work allowed and spent, in units (``UNITS_PER_SECOND`` buy about a second)."""
 
     def __init__(self, units: float) -> None:
         self.left = units
@@ -1041,7 +1039,8 @@ class _Fuser:
         result: _Block | None = None
         while stack:
             try:
-                block, allowed = stack[-1].send(result)
+                # A new coroutine starts with next(); a waiting one gets its part.
+                block, allowed = next(stack[-1]) if result is None else stack[-1].send(result)
             except StopIteration as done:
                 stack.pop()
                 result = done.value
@@ -1219,7 +1218,7 @@ def group(
     """
     units = _Atoms(graph, atoms, model)
     singles = [[a] for a in range(units.count)]
-    budget = _Budget(budget_seconds * _UNITS_PER_SECOND)
+    budget = _Budget(budget_seconds * UNITS_PER_SECOND)
     none = _evaluate(units, graph, singles, budget=budget)
     if strategy == "none":
         chosen = none
@@ -1230,6 +1229,12 @@ def group(
         chosen = _evaluate(units, graph, groups, layout=fused, budget=budget)
     else:
         chosen = _auto(units, graph, none, budget)
+    return _grouping(strategy, chosen, none, model, work=budget.spent)
+
+
+def _grouping(
+    strategy: Strategy, chosen: _Candidate, none: _Candidate, model: Model, *, work: float = 0.0
+) -> Grouping:
     return Grouping(
         strategy=strategy,
         tasks=chosen.tasks,
@@ -1239,7 +1244,7 @@ def group(
         one_per_node=none.figures,
         job_start=model.job_start,
         durations_known=model.durations_known,
-        work=budget.spent,
+        work=work,
     )
 
 
@@ -1369,15 +1374,5 @@ def compare(
         ("memory", _memory_groups(units, graph)),
         ("one-job", _one_job(units)),
     ):
-        chosen = _evaluate(units, graph, groups)
-        result[name] = Grouping(
-            strategy="none",
-            tasks=chosen.tasks,
-            layout=chosen.layout,
-            seconds=chosen.seconds,
-            expected=chosen.figures,
-            one_per_node=none.figures,
-            job_start=model.job_start,
-            durations_known=model.durations_known,
-        )
+        result[name] = _grouping("none", _evaluate(units, graph, groups), none, model)
     return result

@@ -292,7 +292,8 @@ class _Dag:
 # roughly one task or edge visited while analysing a piece, and this many
 # units took about a second in CPython 3.11 on a small 2-core VM. Counting work
 # instead of reading a clock keeps the result the same from run to run.
-_UNITS_PER_SECOND = 2_000_000.0
+# infra.grouping counts its own search in the same units, layouts included.
+UNITS_PER_SECOND = 2_000_000.0
 
 # Shares of the budget: the pilot search first, then window re-optimisation.
 # Past ``_GREEDY_SHARE`` even the greedy completion gives way to levels, so
@@ -1040,7 +1041,7 @@ def structure_with_work(
     budget_seconds: float = 1.0,
 ) -> tuple[Layout, float]:
     """:func:`structure`'s layout and the work it took, in the units of its
-    budget (``budget_seconds`` buys ``_UNITS_PER_SECOND`` each): for callers
+    budget (``budget_seconds`` buys ``UNITS_PER_SECOND`` each): for callers
     that lay out many graphs within one budget of their own."""
     dag = _Dag.build(tasks, parents, durations)
     if not dag.names:
@@ -1051,7 +1052,7 @@ def structure_with_work(
         exact = _sp_layout(dag.names, dag.parents)
         if exact is not None:
             return exact, work
-    search = _Search(dag, max(0.0, budget_seconds) * _UNITS_PER_SECOND)
+    search = _Search(dag, max(0.0, budget_seconds) * UNITS_PER_SECOND)
     everything = list(range(len(dag.names)))
     search.greedy(everything)
     # The pilot costs up to ~16 greedy runs; where that cannot fit, windows
